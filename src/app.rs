@@ -1,0 +1,52 @@
+//! `AppState`: the one shared, cheaply cloned handle. No other shared state exists.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::error::StartupError;
+use crate::paths::PathPolicy;
+use crate::registry::Registry;
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    shared: Arc<Shared>,
+}
+
+/// Read-only after start-up, so no lock is needed; mutable state lives in sessions.
+#[derive(Debug)]
+struct Shared {
+    config: Config,
+    paths: PathPolicy,
+    registry: Registry,
+}
+
+impl AppState {
+    /// Builds the state with every tool this product offers.
+    pub fn new(config: Config) -> Result<Self, StartupError> {
+        Self::with_registry(config, Registry::new(crate::tools::all())?)
+    }
+
+    /// Builds the state around a given registry (tests and fixture servers).
+    pub fn with_registry(config: Config, registry: Registry) -> Result<Self, StartupError> {
+        let paths = PathPolicy::from_config(&config);
+        Ok(Self {
+            shared: Arc::new(Shared {
+                config,
+                paths,
+                registry,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    pub fn paths(&self) -> &PathPolicy {
+        &self.shared.paths
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.shared.registry
+    }
+}

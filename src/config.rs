@@ -1,0 +1,595 @@
+//! Settings: raw values from flags, the environment and `.env`, turned once into a validated
+//! [`Config`]. Every error names the setting, the bad value and the fix, in one line.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use url::Url;
+
+use crate::cli::{Cli, Command, ServeArgs};
+use crate::error::ConfigError;
+
+pub const ENV_COMFYUI_URL: &str = "COMFYUI_URL";
+pub const ENV_COMFYUI_HOST: &str = "COMFYUI_HOST";
+pub const ENV_COMFYUI_PORT: &str = "COMFYUI_PORT";
+pub const ENV_COMFYUI_DIR: &str = "COMFYUI_DIR";
+pub const ENV_COMFYUI_DATABASE: &str = "COMFYUI_DATABASE";
+pub const ENV_DATA_DIR: &str = "COMFYUI_AGENT_DATA_DIR";
+pub const ENV_ALLOWED_ROOTS: &str = "COMFYUI_AGENT_ALLOWED_ROOTS";
+pub const ENV_BIND: &str = "COMFYUI_AGENT_BIND";
+pub const ENV_TOKEN: &str = "COMFYUI_AGENT_TOKEN";
+pub const ENV_ALLOWED_HOSTS: &str = "COMFYUI_AGENT_ALLOWED_HOSTS";
+pub const ENV_ALLOWED_ORIGINS: &str = "COMFYUI_AGENT_ALLOWED_ORIGINS";
+pub const ENV_MAX_BODY_BYTES: &str = "COMFYUI_AGENT_MAX_BODY_BYTES";
+
+pub const DEFAULT_COMFYUI_URL: &str = "http://127.0.0.1:8188/";
+pub const DEFAULT_BIND: &str = "127.0.0.1:8765";
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Environment-style settings: the process environment over a `.env` file. Built from a
+/// plain map in tests.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl Env {
+    pub fn from_map<K: Into<String>, V: Into<String>>(
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Self {
+            vars: vars
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    /// The process environment, falling back to `dotenv_path` for keys it lacks.
+    pub fn from_process_and_dotenv(dotenv_path: &Path) -> Result<Self, ConfigError> {
+        let mut vars = HashMap::new();
+        match dotenvy::from_path_iter(dotenv_path) {
+            Ok(entries) => {
+                for entry in entries {
+                    let (key, value) = entry.map_err(|error| {
+                        ConfigError::new(
+                            ".env",
+                            dotenv_path.display().to_string(),
+                            format!("which cannot be read ({error})"),
+                            "Fix the line it names, or remove the file.",
+                        )
+                    })?;
+                    vars.insert(key, value);
+                }
+            }
+            Err(dotenvy::Error::Io(error)) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(ConfigError::new(
+                    ".env",
+                    dotenv_path.display().to_string(),
+                    format!("which cannot be read ({error})"),
+                    "Fix the file or remove it.",
+                ));
+            }
+        }
+        vars.extend(std::env::vars());
+        Ok(Self { vars })
+    }
+
+    /// A non-empty value for `key` (blank values count as unset).
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.vars
+            .get(key)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// A secret that never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The validated settings the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub comfyui_url: Url,
+    /// The ComfyUI install folder, when known.
+    pub comfyui_dir: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    /// Extra folders clients may name, besides the ComfyUI folder and the data folder.
+    pub extra_roots: Vec<PathBuf>,
+    pub http: HttpConfig,
+}
+
+/// Settings of the HTTP transport (`serve`).
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub bind: SocketAddr,
+    pub token: Option<Secret>,
+    /// Host header values accepted besides the loopback names. `*` accepts any.
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins accepted besides loopback ones. `*` accepts any.
+    pub allowed_origins: Vec<String>,
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8765)),
+            token: None,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+impl HttpConfig {
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(Secret(token.into()));
+        self
+    }
+}
+
+impl Config {
+    /// Resolves flags over `env`, validating every value.
+    pub fn resolve(cli: &Cli, env: &Env) -> Result<Self, ConfigError> {
+        let serve = match &cli.command {
+            Command::Serve(args) => Some(args),
+            _ => None,
+        };
+        let comfyui_url = comfyui_url(cli.comfyui_url.as_deref(), env)?;
+        let comfyui_dir = comfyui_dir(cli.comfyui_dir.as_deref(), env)?;
+        let data_dir = data_dir(cli.data_dir.as_deref(), env)?;
+        let extra_roots = extra_roots(env)?;
+        let default_args = ServeArgs::default();
+        let http = http_config(serve.unwrap_or(&default_args), env)?;
+        if serve.is_some() {
+            require_token_off_loopback(&http)?;
+        }
+        Ok(Self {
+            comfyui_url,
+            comfyui_dir,
+            data_dir,
+            extra_roots,
+            http,
+        })
+    }
+
+    /// Settings for tests and embedding: defaults everywhere, the given data folder.
+    pub fn for_data_dir(data_dir: PathBuf) -> Self {
+        Self {
+            comfyui_url: Url::parse(DEFAULT_COMFYUI_URL).expect("the default URL is valid"),
+            comfyui_dir: None,
+            data_dir,
+            extra_roots: Vec::new(),
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+fn comfyui_url(flag: Option<&str>, env: &Env) -> Result<Url, ConfigError> {
+    if let Some(raw) = flag {
+        return parse_comfyui_url("--comfyui-url", raw);
+    }
+    if let Some(raw) = env.get(ENV_COMFYUI_URL) {
+        return parse_comfyui_url(ENV_COMFYUI_URL, raw);
+    }
+    let host = env.get(ENV_COMFYUI_HOST);
+    let port = env.get(ENV_COMFYUI_PORT);
+    if host.is_none() && port.is_none() {
+        return parse_comfyui_url(ENV_COMFYUI_URL, DEFAULT_COMFYUI_URL);
+    }
+    let port = match port {
+        None => 8188,
+        Some(raw) => raw.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
+            ConfigError::new(
+                ENV_COMFYUI_PORT,
+                raw,
+                "which is not a port number (1-65535)",
+                "Set it to ComfyUI's port, usually 8188.",
+            )
+        })?,
+    };
+    let host = host.unwrap_or("127.0.0.1");
+    let host = host
+        .strip_prefix("http://")
+        .or_else(|| host.strip_prefix("https://"))
+        .unwrap_or(host)
+        .trim_end_matches('/');
+    let bracketed = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    parse_comfyui_url(ENV_COMFYUI_HOST, &format!("http://{bracketed}:{port}/"))
+}
+
+fn parse_comfyui_url(setting: &'static str, raw: &str) -> Result<Url, ConfigError> {
+    const FIX: &str = "Set it to ComfyUI's address, like http://127.0.0.1:8188 (a base path such as https://host/comfy/ is fine).";
+    let mut url = Url::parse(raw).map_err(|error| {
+        ConfigError::new(
+            setting,
+            raw,
+            format!("which is not a valid address ({error})"),
+            FIX,
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ConfigError::new(
+            setting,
+            raw,
+            "which is not an http or https address",
+            FIX,
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(ConfigError::new(setting, raw, "which has no host", FIX));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::new(
+            setting,
+            raw,
+            "which has a query or fragment",
+            FIX,
+        ));
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+fn expand_home(path: &Path) -> PathBuf {
+    match path.strip_prefix("~") {
+        Ok(rest) => dirs::home_dir().map_or_else(|| path.to_path_buf(), |home| home.join(rest)),
+        Err(_) => path.to_path_buf(),
+    }
+}
+
+fn comfyui_dir(flag: Option<&Path>, env: &Env) -> Result<Option<PathBuf>, ConfigError> {
+    let (setting, raw) = match (
+        flag,
+        env.get(ENV_COMFYUI_DIR),
+        env.get(ENV_COMFYUI_DATABASE),
+    ) {
+        (Some(path), _, _) => ("--comfyui-dir", path.to_path_buf()),
+        (None, Some(raw), _) => (ENV_COMFYUI_DIR, PathBuf::from(raw)),
+        (None, None, Some(raw)) => (ENV_COMFYUI_DATABASE, PathBuf::from(raw)),
+        (None, None, None) => return Ok(None),
+    };
+    let path = expand_home(&raw);
+    if !path.is_dir() {
+        return Err(ConfigError::new(
+            setting,
+            raw.display().to_string(),
+            "which is not an existing folder",
+            "Point it at your ComfyUI folder (the one holding main.py, models/ and custom_nodes/), or unset it.",
+        ));
+    }
+    Ok(Some(path.canonicalize().unwrap_or(path)))
+}
+
+fn data_dir(flag: Option<&Path>, env: &Env) -> Result<PathBuf, ConfigError> {
+    let (setting, path) = match (flag, env.get(ENV_DATA_DIR)) {
+        (Some(path), _) => ("--data-dir", expand_home(path)),
+        (None, Some(raw)) => (ENV_DATA_DIR, expand_home(Path::new(raw))),
+        (None, None) => {
+            let base = dirs::data_local_dir()
+                .or_else(dirs::home_dir)
+                .unwrap_or_else(std::env::temp_dir);
+            return Ok(base.join("comfyui-agent"));
+        }
+    };
+    if path.exists() && !path.is_dir() {
+        return Err(ConfigError::new(
+            setting,
+            path.display().to_string(),
+            "which is a file, not a folder",
+            "Point it at a folder (it is created if missing).",
+        ));
+    }
+    Ok(path)
+}
+
+fn extra_roots(env: &Env) -> Result<Vec<PathBuf>, ConfigError> {
+    let Some(raw) = env.get(ENV_ALLOWED_ROOTS) else {
+        return Ok(Vec::new());
+    };
+    let mut roots = Vec::new();
+    for entry in std::env::split_paths(raw) {
+        if entry.as_os_str().is_empty() {
+            continue;
+        }
+        let path = expand_home(&entry);
+        if !path.is_dir() {
+            return Err(ConfigError::new(
+                ENV_ALLOWED_ROOTS,
+                raw,
+                format!("and {} is not an existing folder", entry.display()),
+                "List existing folders, separated like PATH entries.",
+            ));
+        }
+        roots.push(path.canonicalize().unwrap_or(path));
+    }
+    Ok(roots)
+}
+
+fn list(flag: &[String], env: &Env, key: &str) -> Vec<String> {
+    let from_env = env
+        .get(key)
+        .into_iter()
+        .flat_map(|raw| raw.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from);
+    flag.iter().cloned().chain(from_env).collect()
+}
+
+fn http_config(args: &ServeArgs, env: &Env) -> Result<HttpConfig, ConfigError> {
+    let bind = match (args.bind, env.get(ENV_BIND)) {
+        (Some(bind), _) => bind,
+        (None, Some(raw)) => raw.parse().map_err(|_| {
+            ConfigError::new(
+                ENV_BIND,
+                raw,
+                "which is not an address and port",
+                format!("Use the form {DEFAULT_BIND} (or [::1]:8765)."),
+            )
+        })?,
+        (None, None) => DEFAULT_BIND
+            .parse()
+            .expect("the default bind address is valid"),
+    };
+    let token = match args.token.as_deref().or_else(|| env.get(ENV_TOKEN)) {
+        None => None,
+        Some(token) => {
+            let setting = if args.token.is_some() {
+                "--token"
+            } else {
+                ENV_TOKEN
+            };
+            if token.trim().is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(ConfigError::new(
+                    setting,
+                    "<hidden>",
+                    "which is blank or contains spaces",
+                    "Use a long random string without spaces, e.g. from `openssl rand -hex 32`.",
+                ));
+            }
+            Some(Secret(token.to_string()))
+        }
+    };
+    let allowed_hosts = list(&args.allowed_hosts, env, ENV_ALLOWED_HOSTS);
+    let allowed_origins = list(&args.allowed_origins, env, ENV_ALLOWED_ORIGINS);
+    for origin in &allowed_origins {
+        if origin != "*" && Url::parse(origin).map_or(true, |u| u.host_str().is_none()) {
+            return Err(ConfigError::new(
+                ENV_ALLOWED_ORIGINS,
+                origin.clone(),
+                "which is not an origin",
+                "Use scheme://host[:port], like https://app.example.com, or * for any.",
+            ));
+        }
+    }
+    let max_body_bytes = match (args.max_body_bytes, env.get(ENV_MAX_BODY_BYTES)) {
+        (Some(n), _) => n,
+        (None, Some(raw)) => raw.parse().map_err(|_| {
+            ConfigError::new(
+                ENV_MAX_BODY_BYTES,
+                raw,
+                "which is not a whole number of bytes",
+                "Use a number like 4194304 (4 MiB).",
+            )
+        })?,
+        (None, None) => DEFAULT_MAX_BODY_BYTES,
+    };
+    if max_body_bytes < 1024 {
+        return Err(ConfigError::new(
+            ENV_MAX_BODY_BYTES,
+            max_body_bytes.to_string(),
+            "which is too small for any MCP request",
+            "Use at least 1024; the default is 4194304 (4 MiB).",
+        ));
+    }
+    Ok(HttpConfig {
+        bind,
+        token,
+        allowed_hosts,
+        allowed_origins,
+        max_body_bytes,
+    })
+}
+
+fn require_token_off_loopback(http: &HttpConfig) -> Result<(), ConfigError> {
+    if http.bind.ip().is_loopback() || http.token.is_some() {
+        return Ok(());
+    }
+    Err(ConfigError::new(
+        ENV_BIND,
+        http.bind.to_string(),
+        "which other machines can reach, and no token is set",
+        "Set COMFYUI_AGENT_TOKEN (or --token) to a long random secret, or bind to 127.0.0.1.",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn resolve(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut argv = vec!["comfyui-agent"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).expect("test arguments parse");
+        Config::resolve(&cli, &Env::from_map(env.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_are_loopback_and_the_standard_comfyui_port() {
+        let config = resolve(&["mcp"], &[]).expect("defaults are valid");
+        assert_eq!(config.comfyui_url.as_str(), "http://127.0.0.1:8188/");
+        assert_eq!(config.http.bind.to_string(), "127.0.0.1:8765");
+        assert!(config.comfyui_dir.is_none());
+        assert!(config.data_dir.ends_with("comfyui-agent"));
+    }
+
+    #[test]
+    fn flags_beat_env_and_url_beats_host_port() {
+        let config = resolve(
+            &["--comfyui-url", "http://flag:1/", "mcp"],
+            &[("COMFYUI_URL", "http://env:2"), ("COMFYUI_HOST", "alias")],
+        )
+        .expect("valid");
+        assert_eq!(config.comfyui_url.as_str(), "http://flag:1/");
+        let config = resolve(
+            &["mcp"],
+            &[("COMFYUI_URL", "http://env:2"), ("COMFYUI_HOST", "alias")],
+        )
+        .expect("valid");
+        assert_eq!(config.comfyui_url.as_str(), "http://env:2/");
+    }
+
+    #[test]
+    fn host_and_port_aliases_build_the_url() {
+        let config = resolve(
+            &["mcp"],
+            &[("COMFYUI_HOST", "gpu-box"), ("COMFYUI_PORT", "8190")],
+        )
+        .expect("valid");
+        assert_eq!(config.comfyui_url.as_str(), "http://gpu-box:8190/");
+        let config = resolve(&["mcp"], &[("COMFYUI_HOST", "::1")]).expect("valid");
+        assert_eq!(config.comfyui_url.as_str(), "http://[::1]:8188/");
+    }
+
+    #[test]
+    fn base_paths_keep_a_trailing_slash() {
+        let config =
+            resolve(&["mcp"], &[("COMFYUI_URL", "https://proxy.example/comfy")]).expect("valid");
+        assert_eq!(config.comfyui_url.as_str(), "https://proxy.example/comfy/");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting_the_value_and_the_fix() {
+        let error = resolve(&["mcp"], &[("COMFYUI_URL", "ftp://host")]).expect_err("bad scheme");
+        let line = error.to_string();
+        assert!(
+            line.starts_with("COMFYUI_URL is set to \"ftp://host\""),
+            "{line}"
+        );
+        assert!(line.contains("http://127.0.0.1:8188"), "{line}");
+
+        let error = resolve(&["mcp"], &[("COMFYUI_PORT", "eighty")]).expect_err("bad port");
+        assert_eq!(error.setting, "COMFYUI_PORT");
+
+        let error =
+            resolve(&["mcp"], &[("COMFYUI_DIR", "/definitely/not/here")]).expect_err("no dir");
+        assert_eq!(error.setting, "COMFYUI_DIR");
+        assert!(error.to_string().contains("main.py"));
+
+        let error = resolve(&["serve"], &[("COMFYUI_AGENT_BIND", "localhost")]).expect_err("bind");
+        assert_eq!(error.setting, "COMFYUI_AGENT_BIND");
+
+        let error =
+            resolve(&["serve"], &[("COMFYUI_AGENT_MAX_BODY_BYTES", "-1")]).expect_err("size");
+        assert_eq!(error.setting, "COMFYUI_AGENT_MAX_BODY_BYTES");
+
+        let error = resolve(
+            &["serve"],
+            &[("COMFYUI_AGENT_ALLOWED_ORIGINS", "not an origin")],
+        )
+        .expect_err("origin");
+        assert_eq!(error.setting, "COMFYUI_AGENT_ALLOWED_ORIGINS");
+    }
+
+    #[test]
+    fn database_alias_and_dir_validation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let raw = dir.path().to_str().expect("utf-8 temp path");
+        let config = resolve(&["mcp"], &[("COMFYUI_DATABASE", raw)]).expect("valid");
+        assert_eq!(
+            config.comfyui_dir.as_deref(),
+            Some(dir.path().canonicalize().expect("canonical").as_path())
+        );
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x").expect("write");
+        let error = resolve(
+            &["mcp"],
+            &[("COMFYUI_AGENT_DATA_DIR", file.to_str().expect("utf-8"))],
+        )
+        .expect_err("file as data dir");
+        assert_eq!(error.setting, "COMFYUI_AGENT_DATA_DIR");
+    }
+
+    #[test]
+    fn serving_off_loopback_needs_a_token() {
+        let error = resolve(&["serve", "--bind", "0.0.0.0:8765"], &[]).expect_err("no token");
+        assert_eq!(error.setting, "COMFYUI_AGENT_BIND");
+        assert!(error.to_string().contains("COMFYUI_AGENT_TOKEN"));
+        let config = resolve(
+            &["serve", "--bind", "0.0.0.0:8765"],
+            &[("COMFYUI_AGENT_TOKEN", "s3cret-token")],
+        )
+        .expect("token set");
+        assert_eq!(
+            config.http.token.as_ref().map(Secret::expose),
+            Some("s3cret-token")
+        );
+        // The MCP stdio mode ignores the bind address.
+        resolve(&["mcp"], &[("COMFYUI_AGENT_BIND", "0.0.0.0:1")]).expect("stdio ignores bind");
+    }
+
+    #[test]
+    fn tokens_never_print() {
+        let config =
+            resolve(&["serve"], &[("COMFYUI_AGENT_TOKEN", "hunter2hunter2")]).expect("valid");
+        assert!(!format!("{config:?}").contains("hunter2"));
+        let error = resolve(&["serve", "--token", "has space"], &[]).expect_err("space");
+        assert!(!error.to_string().contains("has space"));
+    }
+
+    #[test]
+    fn lists_merge_flags_and_env() {
+        let config = resolve(
+            &["serve", "--allowed-host", "box.local"],
+            &[("COMFYUI_AGENT_ALLOWED_HOSTS", "a.example, b.example")],
+        )
+        .expect("valid");
+        assert_eq!(
+            config.http.allowed_hosts,
+            ["box.local", "a.example", "b.example"]
+        );
+    }
+
+    #[test]
+    fn dotenv_fills_gaps_but_the_process_environment_wins() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(".env");
+        std::fs::write(
+            &path,
+            "COMFYUI_AGENT_TEST_ONLY_KEY=from-dotenv\nPATH=from-dotenv\n",
+        )
+        .expect("write");
+        let env = Env::from_process_and_dotenv(&path).expect("readable");
+        assert_eq!(env.get("COMFYUI_AGENT_TEST_ONLY_KEY"), Some("from-dotenv"));
+        assert_ne!(env.get("PATH"), Some("from-dotenv"));
+        let missing = Env::from_process_and_dotenv(&dir.path().join("absent")).expect("optional");
+        assert!(missing.get("COMFYUI_AGENT_TEST_ONLY_KEY").is_none());
+    }
+}

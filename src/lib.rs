@@ -1,0 +1,91 @@
+//! comfyui-agent: an MCP server that gives AI assistants safe, complete command of ComfyUI.
+//!
+//! The binary in `main.rs` only parses the command line and calls [`run`]; everything else
+//! lives here so that tests, benchmarks and the conformance fixture server share one code path.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod mcp;
+pub mod models;
+pub mod paths;
+pub mod registry;
+pub mod session;
+pub mod tools;
+pub mod transport;
+pub mod workflow;
+
+pub use app::AppState;
+pub use config::Config;
+
+use cli::{Cli, Command};
+use error::StartupError;
+use tokio_util::sync::CancellationToken;
+
+/// Runs the command the user asked for until it finishes or a shutdown signal arrives.
+pub async fn run(cli: Cli) -> Result<(), StartupError> {
+    let env = config::Env::from_process_and_dotenv(std::path::Path::new(".env"))?;
+    let config = Config::resolve(&cli, &env)?;
+    match cli.command {
+        Command::Mcp => {
+            let app = AppState::new(config)?;
+            let shutdown = shutdown_on_signal();
+            transport::stdio::serve(app, shutdown).await
+        }
+        Command::Serve(_) => {
+            let app = AppState::new(config)?;
+            let http = app.config().http.clone();
+            let listener = transport::http::bind(&http).await?;
+            let shutdown = shutdown_on_signal();
+            transport::http::serve_app(app, listener, shutdown).await
+        }
+        Command::Tools(format) => {
+            let app = AppState::new(config)?;
+            cli::print_tools(app.registry(), &format)
+        }
+    }
+}
+
+/// A token cancelled on SIGTERM or Ctrl-C (Ctrl-Break and console close on Windows).
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested; finishing in-flight calls");
+        trigger.cancel();
+    });
+    token
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(windows)]
+async fn wait_for_signal() {
+    use tokio::signal::windows::{ctrl_break, ctrl_close};
+    let (Ok(mut brk), Ok(mut close)) = (ctrl_break(), ctrl_close()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = brk.recv() => {}
+        _ = close.recv() => {}
+    }
+}

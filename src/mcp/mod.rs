@@ -1,0 +1,224 @@
+//! The MCP protocol handler: a hand-written rmcp `ServerHandler` over the tool registry.
+//! One `McpServer` exists per MCP session; all of them share one [`AppState`].
+
+// Logging is deprecated by SEP-2577 (2026-07-28) but stays part of every earlier protocol
+// version, which most clients still speak.
+#![allow(deprecated)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, ErrorData, Implementation, InitializeRequestParams,
+    InitializeResult, ListToolsResult, LoggingMessageNotificationParam, PaginatedRequestParams,
+    ServerCapabilities, ServerConfig, SetLevelRequestParams, Tool,
+};
+use rmcp::service::{Peer, RequestContext};
+use rmcp::{RoleServer, ServerHandler};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::AppState;
+use crate::error::ToolError;
+use crate::registry::into_call_result;
+use crate::session::Session;
+
+pub use rmcp::model::LoggingLevel;
+
+/// What the assistant reads about this server when it connects.
+pub const INSTRUCTIONS: &str = "comfyui-agent gives you command of the user's ComfyUI (a node-based image and video \
+generation app). Use its tools to inspect the install, find nodes and models, check that models \
+belong to the same family (SD1.5, SDXL, Flux, SD3, Wan, …) before wiring them together, and, as \
+more tools arrive, edit workflows with undo, validate and queue them, and fetch the outputs. \
+Tool results are JSON; errors explain what happened and what to do next. Paths must lie inside \
+the ComfyUI folder or the folders the user allowed.";
+
+/// The per-session protocol handler.
+#[derive(Debug, Clone)]
+pub struct McpServer {
+    app: AppState,
+    session: Arc<Session>,
+}
+
+impl McpServer {
+    pub fn new(app: AppState, session_id: impl Into<String>) -> Self {
+        Self {
+            app,
+            session: Arc::new(Session::new(session_id)),
+        }
+    }
+
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+}
+
+/// What a tool sees of the call it serves: shared state, its session, and a way to talk back.
+#[derive(Debug, Clone)]
+pub struct ToolContext {
+    pub app: AppState,
+    pub session: Arc<Session>,
+    /// Fires when the client cancels the call or the session ends.
+    pub cancelled: CancellationToken,
+    peer: Option<Peer<RoleServer>>,
+    log_level: Option<LoggingLevel>,
+}
+
+impl ToolContext {
+    /// A context with no client attached (unit tests, benchmarks).
+    pub fn detached(app: AppState) -> Self {
+        Self {
+            app,
+            session: Arc::new(Session::new("detached")),
+            cancelled: CancellationToken::new(),
+            peer: None,
+            log_level: None,
+        }
+    }
+
+    /// Sends a log message to the client if it asked for this level (per request on
+    /// 2026-07-28, through `logging/setLevel` before).
+    pub async fn log(&self, level: LoggingLevel, message: impl Into<String>) {
+        let (Some(peer), Some(threshold)) = (&self.peer, self.log_level) else {
+            return;
+        };
+        if severity(level) < severity(threshold) {
+            return;
+        }
+        let param = LoggingMessageNotificationParam::new(level, json!(message.into()))
+            .with_logger("comfyui-agent");
+        if let Err(error) = peer.notify_logging_message(param).await {
+            tracing::debug!(%error, "could not deliver a log message to the client");
+        }
+    }
+}
+
+fn severity(level: LoggingLevel) -> u8 {
+    match level {
+        LoggingLevel::Debug => 0,
+        LoggingLevel::Info => 1,
+        LoggingLevel::Notice => 2,
+        LoggingLevel::Warning => 3,
+        LoggingLevel::Error => 4,
+        LoggingLevel::Critical => 5,
+        LoggingLevel::Alert => 6,
+        LoggingLevel::Emergency => 7,
+    }
+}
+
+/// The server's identity and capabilities, shared by every session.
+pub fn server_config() -> ServerConfig {
+    let capabilities = ServerCapabilities::builder()
+        .enable_tools()
+        .enable_logging()
+        .build();
+    let mut implementation = Implementation::new("comfyui-agent", env!("CARGO_PKG_VERSION"));
+    implementation.title = Some("ComfyUI Agent".into());
+    implementation.description = Some(env!("CARGO_PKG_DESCRIPTION").into());
+    ServerConfig::new(capabilities)
+        .with_server_info(implementation)
+        .with_instructions(INSTRUCTIONS)
+}
+
+impl ServerHandler for McpServer {
+    fn get_info(&self) -> ServerConfig {
+        server_config()
+    }
+
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, ErrorData> {
+        tracing::info!(
+            session = self.session.id(),
+            client = %request.client_info.name,
+            client_version = %request.client_info.version,
+            protocol = %request.protocol_version,
+            "client connected"
+        );
+        context.peer.set_peer_info(request.clone());
+        self.negotiate_initialize(&request)
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.session.set_log_level(request.level);
+        Ok(())
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(
+            self.app.registry().tools().to_vec(),
+        ))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.app
+            .registry()
+            .get(name)
+            .map(|spec| spec.tool().clone())
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let registry = self.app.registry();
+        let Some(spec) = registry.get(&request.name) else {
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "Unknown tool {:?}. Call tools/list to see the {} tools this server offers.",
+                    request.name,
+                    registry.len()
+                ),
+                Some(json!({ "tool": request.name })),
+            ));
+        };
+        let log_level = context
+            .meta
+            .log_level()
+            .or_else(|| self.session.log_level());
+        let cx = ToolContext {
+            app: self.app.clone(),
+            session: Arc::clone(&self.session),
+            cancelled: context.ct.clone(),
+            peer: Some(context.peer.clone()),
+            log_level,
+        };
+        let started = Instant::now();
+        let running = registry.call(spec, cx.clone(), request.arguments);
+        let outcome = tokio::select! {
+            outcome = running => outcome,
+            () = context.ct.cancelled() => Err(ToolError::Cancelled),
+        };
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match &outcome {
+            Ok(_) => {
+                tracing::debug!(tool = %request.name, elapsed_ms, "tool call finished");
+                cx.log(
+                    LoggingLevel::Debug,
+                    format!("{} finished in {elapsed_ms:.1} ms", request.name),
+                )
+                .await;
+            }
+            Err(error) => {
+                tracing::info!(tool = %request.name, error.type = error.kind(), elapsed_ms, "tool call failed");
+                cx.log(
+                    LoggingLevel::Warning,
+                    format!("{} failed: {}", request.name, error.kind()),
+                )
+                .await;
+            }
+        }
+        Ok(into_call_result(outcome).into())
+    }
+}

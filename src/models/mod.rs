@@ -1,0 +1,3 @@
+//! Model files: which family a model belongs to and which ones can work together.
+
+pub mod family;

@@ -1,0 +1,249 @@
+//! The path policy: every file path a client names is resolved here, symlinks followed, and
+//! checked against the allowed roots (by path components, never by string prefix) before
+//! anything reads or writes it.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::config::Config;
+use crate::error::PathError;
+
+/// The folders clients may name, canonicalised once at start-up.
+#[derive(Debug, Clone)]
+pub struct PathPolicy {
+    roots: Vec<PathBuf>,
+}
+
+impl PathPolicy {
+    /// The ComfyUI folder first (relative paths resolve against it), then the data folder,
+    /// then any extra roots from `COMFYUI_AGENT_ALLOWED_ROOTS`.
+    pub fn from_config(config: &Config) -> Self {
+        let roots = config
+            .comfyui_dir
+            .iter()
+            .chain(std::iter::once(&config.data_dir))
+            .chain(&config.extra_roots)
+            .map(|root| canonical_or_normalised(root))
+            .collect();
+        Self::new(roots)
+    }
+
+    pub fn new(roots: Vec<PathBuf>) -> Self {
+        let mut unique: Vec<PathBuf> = Vec::with_capacity(roots.len());
+        for root in roots {
+            if !unique.contains(&root) {
+                unique.push(root);
+            }
+        }
+        Self { roots: unique }
+    }
+
+    pub fn roots(&self) -> &[PathBuf] {
+        &self.roots
+    }
+
+    /// Resolves `raw` to an existing file inside the roots, ready to read.
+    pub fn existing_file(&self, raw: &str) -> Result<PathBuf, PathError> {
+        let candidate = self.absolute(raw)?;
+        let resolved = match candidate.canonicalize() {
+            Ok(resolved) => resolved,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                // Say "outside" before "missing", so probing reveals nothing about other folders.
+                self.check_inside(&normalise(&candidate), raw)?;
+                return Err(PathError::NotFound { path: raw.into() });
+            }
+            Err(source) => {
+                return Err(PathError::Io {
+                    path: raw.into(),
+                    source,
+                });
+            }
+        };
+        self.check_inside(&resolved, raw)?;
+        if !resolved.is_file() {
+            return Err(PathError::NotAFile { path: raw.into() });
+        }
+        Ok(resolved)
+    }
+
+    /// Reads a file inside the roots, refusing ones larger than `limit` bytes.
+    pub async fn read_capped(&self, raw: &str, limit: u64) -> Result<Vec<u8>, PathError> {
+        let path = self.existing_file(raw)?;
+        let io = |source| PathError::Io {
+            path: raw.into(),
+            source,
+        };
+        let size = tokio::fs::metadata(&path).await.map_err(io)?.len();
+        if size > limit {
+            return Err(PathError::TooLarge {
+                path: raw.into(),
+                size,
+                limit,
+            });
+        }
+        tokio::fs::read(&path).await.map_err(io)
+    }
+
+    fn absolute(&self, raw: &str) -> Result<PathBuf, PathError> {
+        let raw_trimmed = raw.trim();
+        if raw_trimmed.is_empty() {
+            return Err(PathError::Empty);
+        }
+        let path = Path::new(raw_trimmed);
+        let path = match path.strip_prefix("~") {
+            Ok(rest) => dirs::home_dir().map_or_else(|| path.to_path_buf(), |home| home.join(rest)),
+            Err(_) => path.to_path_buf(),
+        };
+        if path.is_absolute() {
+            return Ok(path);
+        }
+        match self.roots.first() {
+            Some(base) => Ok(base.join(path)),
+            None => Err(self.outside(raw)),
+        }
+    }
+
+    fn check_inside(&self, resolved: &Path, raw: &str) -> Result<(), PathError> {
+        if self.roots.iter().any(|root| resolved.starts_with(root)) {
+            Ok(())
+        } else {
+            Err(self.outside(raw))
+        }
+    }
+
+    fn outside(&self, raw: &str) -> PathError {
+        let roots = if self.roots.is_empty() {
+            "none are configured".to_string()
+        } else {
+            self.roots
+                .iter()
+                .map(|r| r.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        PathError::OutsideRoots {
+            path: raw.into(),
+            roots,
+        }
+    }
+}
+
+fn canonical_or_normalised(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| normalise(path))
+}
+
+/// Removes `.` and folds `..` lexically, for paths that don't exist yet.
+fn normalise(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, PathPolicy) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("ComfyUI");
+        std::fs::create_dir_all(root.join("user")).expect("mkdir");
+        std::fs::write(root.join("user/wf.json"), "{}").expect("write");
+        std::fs::create_dir_all(dir.path().join("ComfyUI2")).expect("mkdir");
+        std::fs::write(dir.path().join("ComfyUI2/secret.json"), "{}").expect("write");
+        let policy = PathPolicy::new(vec![root.canonicalize().expect("canonical")]);
+        (dir, policy)
+    }
+
+    #[test]
+    fn files_inside_the_root_resolve_absolute_or_relative() {
+        let (dir, policy) = setup();
+        let absolute = dir.path().join("ComfyUI/user/wf.json");
+        let resolved = policy
+            .existing_file(absolute.to_str().expect("utf-8"))
+            .expect("inside");
+        assert!(resolved.ends_with("ComfyUI/user/wf.json"));
+        assert_eq!(
+            policy.existing_file("user/wf.json").expect("relative"),
+            resolved
+        );
+    }
+
+    #[test]
+    fn a_sibling_with_the_same_prefix_is_outside() {
+        let (dir, policy) = setup();
+        let sibling = dir.path().join("ComfyUI2/secret.json");
+        let error = policy
+            .existing_file(sibling.to_str().expect("utf-8"))
+            .expect_err("string-prefix sibling must be refused");
+        assert!(matches!(error, PathError::OutsideRoots { .. }));
+    }
+
+    #[test]
+    fn dot_dot_cannot_climb_out() {
+        let (_dir, policy) = setup();
+        let error = policy
+            .existing_file("user/../../ComfyUI2/secret.json")
+            .expect_err("climbing out");
+        assert!(matches!(error, PathError::OutsideRoots { .. }));
+        let error = policy
+            .existing_file("../nope.json")
+            .expect_err("missing and outside");
+        assert!(matches!(error, PathError::OutsideRoots { .. }));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_are_followed_before_the_check() {
+        let (dir, policy) = setup();
+        let link = dir.path().join("ComfyUI/user/link.json");
+        std::os::unix::fs::symlink(dir.path().join("ComfyUI2/secret.json"), &link)
+            .expect("symlink");
+        let error = policy
+            .existing_file("user/link.json")
+            .expect_err("link leads outside");
+        assert!(matches!(error, PathError::OutsideRoots { .. }));
+    }
+
+    #[test]
+    fn missing_empty_and_folder_paths_get_their_own_errors() {
+        let (_dir, policy) = setup();
+        assert!(matches!(
+            policy.existing_file("user/absent.json"),
+            Err(PathError::NotFound { .. })
+        ));
+        assert!(matches!(policy.existing_file("  "), Err(PathError::Empty)));
+        assert!(matches!(
+            policy.existing_file("user"),
+            Err(PathError::NotAFile { .. })
+        ));
+        let none = PathPolicy::new(Vec::new());
+        assert!(matches!(
+            none.existing_file("x.json"),
+            Err(PathError::OutsideRoots { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn reads_are_capped() {
+        let (_dir, policy) = setup();
+        assert_eq!(
+            policy.read_capped("user/wf.json", 10).await.expect("small"),
+            b"{}"
+        );
+        assert!(matches!(
+            policy.read_capped("user/wf.json", 1).await,
+            Err(PathError::TooLarge {
+                size: 2,
+                limit: 1,
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,374 @@
+//! Model family tools: `identify_model_family` and `check_model_compatibility`. Pure local
+//! rules over file names; ComfyUI need not run.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::ToolError;
+use crate::mcp::ToolContext;
+use crate::models::family::{self, Family, Modality};
+use crate::registry::{Hints, ToolSpec, tool};
+
+/// Workflow files larger than this are refused rather than read.
+const MAX_WORKFLOW_BYTES: u64 = 32 * 1024 * 1024;
+
+pub fn tools() -> Vec<ToolSpec> {
+    vec![
+        tool(
+            "identify_model_family",
+            "Identify model family",
+            "Tell which model family (SD1.5, SD2, SDXL/Pony/Illustrious, SD3, Flux, Wan, \
+             HunyuanVideo, LTX-Video, Qwen-Image, HiDream, Hunyuan3D, audio) a model file belongs \
+             to from its name, with its native resolution, whether LoRAs apply, and which families \
+             it can't be mixed with. Works offline.",
+            Hints::LOCAL_READ,
+            identify_model_family,
+        ),
+        tool(
+            "check_model_compatibility",
+            "Check model compatibility",
+            "Check that models can be used together in one generation: give model file names, a \
+             workflow file (workflow_path) or inline workflow JSON. Reports each model's family and \
+             every conflicting pair (e.g. an SD1.5 LoRA on an SDXL checkpoint) with the reason and \
+             a fix. Names whose family is unknown are listed but not judged.",
+            Hints::LOCAL_READ,
+            check_model_compatibility,
+        ),
+    ]
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdentifyModelFamilyParams {
+    /// A model file name, optionally with its folder, e.g. `sdxl_base.safetensors` or
+    /// `loras/flux/style.safetensors`.
+    #[schemars(length(min = 1, max = 1024))]
+    pub model_name: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ModelFamilyReport {
+    /// The name as given.
+    pub model: String,
+    /// Family key (`sd15`, `sdxl`, `flux`, …) or `unknown`.
+    pub family: String,
+    /// Human-readable family name.
+    pub label: String,
+    /// Native generation size (`WIDTHxHEIGHT`), null where it doesn't apply or is unknown.
+    pub resolution: Option<String>,
+    /// `image`, `video`, `3d` or `audio`; null when unknown.
+    pub modality: Option<Modality>,
+    /// Whether LoRAs load into this family.
+    pub lora_compatible: bool,
+    /// Labels of the families this model can't be combined with.
+    pub incompatible_with: Vec<String>,
+    /// The part of the name that decided the family; null when unknown.
+    pub matched: Option<String>,
+    /// A word on what to do next.
+    pub note: String,
+}
+
+async fn identify_model_family(
+    _cx: ToolContext,
+    params: IdentifyModelFamilyParams,
+) -> Result<ModelFamilyReport, ToolError> {
+    let found = family::identify(&params.model_name);
+    Ok(match found.family {
+        Some(family) => ModelFamilyReport {
+            model: params.model_name,
+            family: family.key.into(),
+            label: family.label.into(),
+            resolution: family.resolution.map(Into::into),
+            modality: Some(family.modality),
+            lora_compatible: family.lora_compatible,
+            incompatible_with: family::incompatible_with(family)
+                .iter()
+                .map(|f| f.label.to_string())
+                .collect(),
+            matched: found.matched.map(|m| format!("the name contains {m:?}")),
+            note: match family.resolution {
+                Some(size) => format!("Generate at about {size} for best results."),
+                None => "Resolution doesn't apply to this family.".into(),
+            },
+        },
+        None => ModelFamilyReport {
+            model: params.model_name,
+            family: "unknown".into(),
+            label: "Unknown".into(),
+            resolution: None,
+            modality: None,
+            lora_compatible: false,
+            incompatible_with: Vec::new(),
+            matched: None,
+            note: "The name doesn't say which family this model belongs to. Shared text \
+                   encoders (clip_l, t5xxl) and upscalers work across families; for other files \
+                   check the model's download page."
+                .into(),
+        },
+    })
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckModelCompatibilityParams {
+    /// Model file names to check together.
+    #[schemars(length(max = 500))]
+    pub models: Option<Vec<String>>,
+    /// A workflow file (API or UI format); its loader inputs (ckpt_name, lora_name,
+    /// vae_name, unet_name, clip_name, control_net_name, …) are checked.
+    pub workflow_path: Option<String>,
+    /// The same as `workflow_path`, but the workflow JSON itself (for clients that don't
+    /// share the server's files).
+    pub workflow: Option<Value>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Conflict {
+    pub family_a: String,
+    pub family_b: String,
+    pub models_a: Vec<String>,
+    pub models_b: Vec<String>,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CompatibilityReport {
+    /// True when no two recognised models conflict.
+    pub compatible: bool,
+    /// The main family when compatible (null if none was recognised or on conflict).
+    pub family: Option<String>,
+    pub family_label: Option<String>,
+    /// Native generation size of the main family.
+    pub resolution: Option<String>,
+    /// Every recognised family, in the order first seen.
+    pub families_detected: Vec<String>,
+    /// Each model name and its family key (`unknown` when the name doesn't say).
+    pub models: BTreeMap<String, String>,
+    /// Every pair of families that can't be combined.
+    pub conflicts: Vec<Conflict>,
+    pub message: String,
+    /// What to do about conflicts or unknown names; null when all is well.
+    pub suggestion: Option<String>,
+}
+
+async fn check_model_compatibility(
+    cx: ToolContext,
+    params: CheckModelCompatibilityParams,
+) -> Result<CompatibilityReport, ToolError> {
+    let mut names: Vec<String> = params.models.unwrap_or_default();
+    if let Some(raw) = params.workflow_path.as_deref() {
+        let bytes = cx.app.paths().read_capped(raw, MAX_WORKFLOW_BYTES).await?;
+        let doc: Value = serde_json::from_slice(&bytes).map_err(|e| ToolError::BadFile {
+            path: raw.into(),
+            reason: format!("it is not valid JSON ({e})"),
+        })?;
+        let found =
+            crate::workflow::model_references(&doc).map_err(|reason| ToolError::BadFile {
+                path: raw.into(),
+                reason,
+            })?;
+        names.extend(found);
+    }
+    if let Some(doc) = params.workflow.as_ref() {
+        let found = crate::workflow::model_references(doc).map_err(|reason| {
+            ToolError::rejected(
+                format!("The inline workflow can't be read: {reason}."),
+                "Pass the workflow JSON as ComfyUI saves it (API or UI format).",
+            )
+        })?;
+        names.extend(found);
+    }
+    names.retain(|n| !n.trim().is_empty());
+    names.dedup();
+    if names.is_empty() {
+        return Err(ToolError::rejected(
+            "No models to check.",
+            "Pass model file names in `models`, a workflow file in `workflow_path`, or the \
+             workflow JSON in `workflow`.",
+        ));
+    }
+    Ok(judge(&names))
+}
+
+fn judge(names: &[String]) -> CompatibilityReport {
+    let mut by_family: Vec<(&'static Family, Vec<String>)> = Vec::new();
+    let mut unknown = Vec::new();
+    for name in names {
+        match family::identify(name).family {
+            Some(f) => match by_family.iter_mut().find(|(g, _)| g.key == f.key) {
+                Some((_, members)) => members.push(name.clone()),
+                None => by_family.push((f, vec![name.clone()])),
+            },
+            None => unknown.push(name.clone()),
+        }
+    }
+    let models = family::group(names)
+        .into_iter()
+        .map(|(name, key)| (name, key.to_string()))
+        .collect();
+    let families_detected = by_family.iter().map(|(f, _)| f.key.to_string()).collect();
+
+    let mut conflicts = Vec::new();
+    for (i, (a, models_a)) in by_family.iter().enumerate() {
+        for (b, models_b) in &by_family[i + 1..] {
+            if !family::compatible(a, b) {
+                conflicts.push(Conflict {
+                    family_a: a.key.into(),
+                    family_b: b.key.into(),
+                    models_a: models_a.clone(),
+                    models_b: models_b.clone(),
+                    reason: family::conflict_reason(a, b),
+                });
+            }
+        }
+    }
+    let unknown_note = (!unknown.is_empty()).then(|| {
+        format!(
+            "{} name(s) don't say their family and were not judged: {}. Shared text encoders \
+             (clip_l, t5xxl) and upscalers are fine with any family.",
+            unknown.len(),
+            unknown.join(", ")
+        )
+    });
+
+    if !conflicts.is_empty() {
+        let labels: Vec<&str> = by_family.iter().map(|(f, _)| f.label).collect();
+        return CompatibilityReport {
+            compatible: false,
+            family: None,
+            family_label: None,
+            resolution: None,
+            families_detected,
+            models,
+            message: format!(
+                "These models don't work together: they come from {} families ({}).",
+                labels.len(),
+                labels.join(", ")
+            ),
+            suggestion: Some(format!(
+                "Pick one family and swap the other models for versions made for it: for \
+                 example, to keep {} ({}), replace {} with {} versions. identify_model_family \
+                 tells you any model's family.{}",
+                label_of(&conflicts[0].family_a),
+                conflicts[0].models_a.join(", "),
+                conflicts[0].models_b.join(", "),
+                label_of(&conflicts[0].family_a),
+                unknown_note.map(|n| format!(" {n}")).unwrap_or_default()
+            )),
+            conflicts,
+        };
+    }
+
+    let main = by_family
+        .iter()
+        .map(|(f, _)| *f)
+        .find(|f| matches!(f.modality, Modality::Image | Modality::Video))
+        .or_else(|| by_family.first().map(|(f, _)| *f));
+    let message = match main {
+        None => "None of these names say which family they belong to, so nothing could be \
+                 judged."
+            .to_string(),
+        Some(f) if by_family.len() == 1 => format!(
+            "All recognised models are {}{}.",
+            f.label,
+            f.resolution
+                .map(|r| format!(" (native {r})"))
+                .unwrap_or_default()
+        ),
+        Some(_) => format!(
+            "These models can be used together: {}.",
+            by_family
+                .iter()
+                .map(|(f, _)| f.label)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    CompatibilityReport {
+        compatible: true,
+        family: main.map(|f| f.key.to_string()),
+        family_label: main.map(|f| f.label.to_string()),
+        resolution: main.and_then(|f| f.resolution).map(Into::into),
+        families_detected,
+        models,
+        conflicts,
+        message,
+        suggestion: unknown_note,
+    }
+}
+
+fn label_of(key: &str) -> &'static str {
+    family::by_key(key).map_or("unknown", |f| f.label)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn one_family_is_compatible_with_its_resolution() {
+        let report = judge(&names(&[
+            "sdxl_base.safetensors",
+            "pony_style_lora.safetensors",
+        ]));
+        assert!(report.compatible);
+        assert_eq!(report.family.as_deref(), Some("sdxl"));
+        assert_eq!(report.resolution.as_deref(), Some("1024x1024"));
+        assert!(report.conflicts.is_empty());
+        assert!(report.suggestion.is_none());
+    }
+
+    #[test]
+    fn mixed_families_conflict_with_both_sides_named() {
+        let report = judge(&names(&[
+            "v1-5-pruned.safetensors",
+            "sdxl_lora.safetensors",
+            "flux1-dev.safetensors",
+        ]));
+        assert!(!report.compatible);
+        assert_eq!(report.conflicts.len(), 3);
+        let first = &report.conflicts[0];
+        assert_eq!(
+            (first.family_a.as_str(), first.family_b.as_str()),
+            ("sd15", "sdxl")
+        );
+        assert_eq!(first.models_a, ["v1-5-pruned.safetensors"]);
+        assert!(
+            report
+                .suggestion
+                .as_deref()
+                .is_some_and(|s| s.contains("identify_model_family"))
+        );
+    }
+
+    #[test]
+    fn unknown_names_are_ignored_when_deciding_but_reported() {
+        let report = judge(&names(&["flux1-dev.safetensors", "t5xxl_fp16.safetensors"]));
+        assert!(report.compatible);
+        assert_eq!(report.models["t5xxl_fp16.safetensors"], "unknown");
+        assert!(
+            report
+                .suggestion
+                .as_deref()
+                .is_some_and(|s| s.contains("t5xxl"))
+        );
+        let report = judge(&names(&["mystery.safetensors"]));
+        assert!(report.compatible);
+        assert!(report.family.is_none());
+    }
+
+    #[test]
+    fn audio_alongside_an_image_family_is_fine() {
+        let report = judge(&names(&["bark_large.pt", "sdxl_base.safetensors"]));
+        assert!(report.compatible);
+        assert_eq!(report.family.as_deref(), Some("sdxl"));
+        assert_eq!(report.families_detected, ["audio", "sdxl"]);
+    }
+}

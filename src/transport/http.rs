@@ -1,0 +1,406 @@
+//! MCP over HTTP: Streamable HTTP at `/mcp`, the legacy SSE bridge at `/sse` + `/messages`,
+//! and `/healthz` + `/readyz`. One guard checks every MCP request, in this order: Host,
+//! Origin, bearer token, body size, then the JSON-RPC shape of POST bodies.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::serve::ListenerExt;
+use rmcp::ServerHandler;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::{Rejection, SHUTDOWN_GRACE, decode, legacy_sse};
+use crate::app::AppState;
+use crate::config::HttpConfig;
+use crate::error::StartupError;
+use crate::mcp::McpServer;
+
+/// Binds the listening socket (so a busy port is reported before anything else starts).
+pub async fn bind(http: &HttpConfig) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(http.bind)
+        .await
+        .map_err(|source| StartupError::Bind {
+            addr: http.bind,
+            source,
+        })
+}
+
+/// Serves the product over HTTP until `shutdown`, then drains within the grace period.
+pub async fn serve_app(
+    app: AppState,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), StartupError> {
+    let http = app.config().http.clone();
+    let make = move || McpServer::new(app.clone(), uuid::Uuid::new_v4().simple().to_string());
+    serve(router(make, &http, shutdown.clone()), listener, shutdown).await
+}
+
+/// Runs `router` on `listener` with TCP_NODELAY on every connection (without it each small
+/// response waits ~40 ms for Nagle), stopping gracefully on `shutdown`.
+pub async fn serve(
+    router: Router,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), StartupError> {
+    let addr = listener.local_addr().ok();
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    });
+    if let Some(addr) = addr {
+        tracing::info!(%addr, "serving MCP over HTTP at /mcp (Streamable HTTP) and /sse (legacy)");
+    }
+    let stop = shutdown.clone();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        stop.cancelled().await;
+    });
+    let server = server.into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result.map_err(|source| StartupError::Io { context: "serving HTTP", source }),
+        () = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+            tracing::warn!("connections did not close within {SHUTDOWN_GRACE:?}; exiting");
+            Ok(())
+        }
+    }
+}
+
+/// The HTTP surface for any handler: the product uses [`McpServer`], the conformance
+/// fixture server its own handler, behind the same guard.
+pub fn router<H, F>(make: F, http: &HttpConfig, shutdown: CancellationToken) -> Router
+where
+    H: ServerHandler,
+    F: Fn() -> H + Clone + Send + Sync + 'static,
+{
+    let guard = Arc::new(Guard::new(http));
+    // rmcp's own Host check is off: the guard checks Host for every route alike.
+    let config = StreamableHttpServerConfig::default()
+        .disable_allowed_hosts()
+        .with_max_request_body_bytes(http.max_body_bytes)
+        .with_cancellation_token(shutdown.child_token());
+    let make_streamable = make.clone();
+    let streamable = StreamableHttpService::new(
+        move || Ok(make_streamable()),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let health = Health {
+        shutdown: shutdown.clone(),
+    };
+    let mcp_routes = Router::new()
+        .nest_service("/mcp", streamable)
+        .merge(legacy_sse::routes(make, http.max_body_bytes, shutdown))
+        .layer(middleware::from_fn_with_state(guard, check));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(health)
+        .merge(mcp_routes)
+}
+
+#[derive(Debug, Clone)]
+struct Health {
+    shutdown: CancellationToken,
+}
+
+async fn healthz() -> Response {
+    axum::Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") })).into_response()
+}
+
+async fn readyz(State(health): State<Health>) -> Response {
+    if health.shutdown.is_cancelled() {
+        let body = json!({ "status": "shutting down" });
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+    } else {
+        axum::Json(json!({ "status": "ready" })).into_response()
+    }
+}
+
+/// The request checks shared by `/mcp`, `/sse` and `/messages`.
+#[derive(Debug)]
+struct Guard {
+    allowed_hosts: Vec<String>,
+    any_host: bool,
+    allowed_origins: Vec<String>,
+    any_origin: bool,
+    token: Option<Vec<u8>>,
+    max_body_bytes: usize,
+}
+
+impl Guard {
+    fn new(http: &HttpConfig) -> Self {
+        let mut allowed_hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        if !http.bind.ip().is_unspecified() {
+            allowed_hosts.push(http.bind.ip().to_string());
+        }
+        allowed_hosts.extend(http.allowed_hosts.iter().map(|h| h.to_ascii_lowercase()));
+        let any_host = http.allowed_hosts.iter().any(|h| h == "*");
+        let allowed_origins: Vec<String> = http
+            .allowed_origins
+            .iter()
+            .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+            .collect();
+        let any_origin = allowed_origins.iter().any(|o| o == "*");
+        Self {
+            allowed_hosts,
+            any_host,
+            allowed_origins,
+            any_origin,
+            token: http.token.as_ref().map(|t| t.expose().as_bytes().to_vec()),
+            max_body_bytes: http.max_body_bytes,
+        }
+    }
+
+    fn host_allowed(&self, host: &str) -> bool {
+        if self.any_host {
+            return true;
+        }
+        let name = host_name(host).to_ascii_lowercase();
+        self.allowed_hosts.iter().any(|allowed| *allowed == name)
+    }
+
+    fn origin_allowed(&self, origin: &str) -> bool {
+        if self.any_origin {
+            return true;
+        }
+        let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+        if self.allowed_origins.contains(&origin) {
+            return true;
+        }
+        // Pages served from this machine (any port) may connect; DNS rebinding can't fake
+        // an Origin, so this is what stops a hostile page.
+        let Ok(url) = url::Url::parse(&origin) else {
+            return false;
+        };
+        matches!(url.scheme(), "http" | "https")
+            && match url.host() {
+                Some(url::Host::Domain(domain)) => domain == "localhost",
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            }
+    }
+
+    fn token_ok(&self, headers: &HeaderMap) -> bool {
+        let Some(expected) = &self.token else {
+            return true;
+        };
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .unwrap_or_default();
+        presented.len() == expected.len() && bool::from(presented.as_bytes().ct_eq(expected))
+    }
+}
+
+/// The name part of a Host header: `[::1]:8765` → `::1`, `localhost:8765` → `localhost`.
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+/// An HTTP error whose body is a JSON-RPC error, which every MCP client can read.
+pub(crate) fn reject(status: StatusCode, code: i64, message: impl Into<String>) -> Response {
+    let body = Rejection {
+        code,
+        id: serde_json::Value::Null,
+        message: message.into(),
+    }
+    .to_json();
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| request.uri().authority().map(|a| a.to_string()));
+    match host.as_deref() {
+        Some(host) if guard.host_allowed(host) => {}
+        other => {
+            tracing::warn!(host = ?other, "refused a request with a Host that is not allowed");
+            return reject(
+                StatusCode::FORBIDDEN,
+                -32000,
+                "Forbidden: this Host is not allowed. Connect through localhost, or add the host \
+                 name to COMFYUI_AGENT_ALLOWED_HOSTS.",
+            );
+        }
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let allowed = origin.to_str().is_ok_and(|o| guard.origin_allowed(o));
+        if !allowed {
+            tracing::warn!(origin = ?origin, "refused a request from an Origin that is not allowed");
+            return reject(
+                StatusCode::FORBIDDEN,
+                -32000,
+                "Forbidden: this Origin is not allowed. Add it to COMFYUI_AGENT_ALLOWED_ORIGINS to \
+                 let that page connect.",
+            );
+        }
+    }
+    if !guard.token_ok(headers) {
+        tracing::warn!(path = %request.uri().path(), "refused a request without a valid token");
+        let mut response = reject(
+            StatusCode::UNAUTHORIZED,
+            -32001,
+            "Unauthorized: send the server's token as `Authorization: Bearer <token>` (the \
+             value of COMFYUI_AGENT_TOKEN).",
+        );
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"comfyui-agent\""),
+        );
+        return response;
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > guard.max_body_bytes) {
+        return too_large(guard.max_body_bytes);
+    }
+    if request.method() == Method::POST && request.uri().path() == "/mcp" {
+        return check_body(&guard, request, next).await;
+    }
+    next.run(request).await
+}
+
+fn too_large(limit: usize) -> Response {
+    reject(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        -32600,
+        format!(
+            "Payload too large: requests are limited to {limit} bytes. Send large workflows by \
+             path, or raise COMFYUI_AGENT_MAX_BODY_BYTES."
+        ),
+    )
+}
+
+/// rmcp answers malformed bodies with a plain-text 415; clients deserve JSON-RPC errors.
+async fn check_body(guard: &Guard, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, guard.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(_) => return too_large(guard.max_body_bytes),
+    };
+    if let Err(rejection) = decode(&bytes) {
+        let status = StatusCode::BAD_REQUEST;
+        return (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            rejection.to_json(),
+        )
+            .into_response();
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard(hosts: &[&str], origins: &[&str], token: Option<&str>) -> Guard {
+        let mut http = HttpConfig {
+            allowed_hosts: hosts.iter().map(|s| s.to_string()).collect(),
+            allowed_origins: origins.iter().map(|s| s.to_string()).collect(),
+            ..HttpConfig::default()
+        };
+        if let Some(token) = token {
+            http = http.with_token(token);
+        }
+        Guard::new(&http)
+    }
+
+    #[test]
+    fn host_names_ignore_ports_and_brackets() {
+        assert_eq!(host_name("localhost:8765"), "localhost");
+        assert_eq!(host_name("[::1]:8765"), "::1");
+        assert_eq!(host_name("127.0.0.1"), "127.0.0.1");
+    }
+
+    #[test]
+    fn loopback_hosts_pass_and_others_need_listing() {
+        let g = guard(&[], &[], None);
+        assert!(g.host_allowed("localhost:8765"));
+        assert!(g.host_allowed("LOCALHOST"));
+        assert!(g.host_allowed("[::1]:1"));
+        assert!(!g.host_allowed("evil.example:8765"));
+        assert!(guard(&["box.lan"], &[], None).host_allowed("box.lan:8765"));
+        assert!(guard(&["*"], &[], None).host_allowed("anything"));
+    }
+
+    #[test]
+    fn origins_from_this_machine_or_the_list_pass() {
+        let g = guard(&[], &["https://app.example.com"], None);
+        assert!(g.origin_allowed("http://localhost:5173"));
+        assert!(g.origin_allowed("http://127.0.0.1:3000"));
+        assert!(g.origin_allowed("https://app.example.com"));
+        assert!(!g.origin_allowed("https://evil.example"));
+        assert!(!g.origin_allowed("null"));
+        assert!(!g.origin_allowed("http://localhost.evil.example"));
+    }
+
+    #[test]
+    fn tokens_compare_exactly() {
+        let g = guard(&[], &[], Some("s3cret"));
+        let mut headers = HeaderMap::new();
+        assert!(!g.token_ok(&headers));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer s3cret"),
+        );
+        assert!(g.token_ok(&headers));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer s3cre"),
+        );
+        assert!(!g.token_ok(&headers));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic s3cret"),
+        );
+        assert!(!g.token_ok(&headers));
+        assert!(guard(&[], &[], None).token_ok(&HeaderMap::new()));
+    }
+}
