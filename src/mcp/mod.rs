@@ -134,7 +134,7 @@ impl ServerHandler for McpServer {
             session = self.session.id(),
             client = %request.client_info.name,
             client_version = %request.client_info.version,
-            protocol = %request.protocol_version,
+            requested_protocol = %request.protocol_version,
             "client connected"
         );
         context.peer.set_peer_info(request.clone());

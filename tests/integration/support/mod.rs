@@ -1,0 +1,257 @@
+//! Helpers: a scratch environment, the binary under test, raw stdio and HTTP servers.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_comfyui-agent");
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// A scratch data folder and an allowed folder holding the workflow fixtures.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let workflows = dir.path().join("allowed/workflows");
+        std::fs::create_dir_all(&workflows).expect("mkdir");
+        for entry in std::fs::read_dir(fixture("workflows")).expect("fixtures") {
+            let entry = entry.expect("entry");
+            std::fs::copy(entry.path(), workflows.join(entry.file_name())).expect("copy");
+        }
+        std::fs::write(workflows.join("broken.json"), "{ not json").expect("write");
+        std::fs::create_dir_all(dir.path().join("outside")).expect("mkdir");
+        std::fs::write(dir.path().join("outside/secret.json"), "{}").expect("write");
+        Self { dir }
+    }
+
+    pub fn allowed(&self) -> PathBuf {
+        self.dir.path().join("allowed")
+    }
+
+    pub fn path(&self, relative: &str) -> String {
+        self.dir.path().join(relative).display().to_string()
+    }
+
+    /// A command for the binary, isolated from the developer's own settings.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("RUST_LOG", "warn")
+            .env("COMFYUI_AGENT_DATA_DIR", self.dir.path().join("data"))
+            .env("COMFYUI_AGENT_ALLOWED_ROOTS", self.allowed())
+            .kill_on_drop(true);
+        command
+    }
+}
+
+/// The binary in stdio mode, spoken to line by line.
+pub struct RawStdio {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl RawStdio {
+    pub fn spawn(scratch: &Scratch) -> Self {
+        let mut child = scratch
+            .command(&["mcp"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        Self {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    pub async fn send_raw(&mut self, line: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        stdin.write_all(line).await.expect("write");
+        stdin.write_all(b"\n").await.expect("write");
+        stdin.flush().await.expect("flush");
+    }
+
+    pub async fn send(&mut self, message: &Value) {
+        self.send_raw(message.to_string().as_bytes()).await;
+    }
+
+    /// The next stdout line, which must be a JSON object (stdout carries nothing else).
+    pub async fn recv(&mut self) -> Value {
+        let mut line = String::new();
+        let read = tokio::time::timeout(Duration::from_secs(20), self.stdout.read_line(&mut line))
+            .await
+            .expect("the server answered in time")
+            .expect("read");
+        assert!(read > 0, "the server closed stdout");
+        serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"))
+    }
+
+    /// Skips notifications until the response with `id`.
+    pub async fn response(&mut self, id: i64) -> Value {
+        loop {
+            let message = self.recv().await;
+            if message.get("id") == Some(&Value::from(id)) {
+                return message;
+            }
+        }
+    }
+
+    pub async fn initialize(&mut self) -> Value {
+        self.send(&serde_json::json!({
+            "jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                       "clientInfo": {"name": "raw-test", "version": "1"}}
+        }))
+        .await;
+        let reply = self.response(0).await;
+        self.send(&serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        reply
+    }
+
+    /// Closes stdin, as a client does when it leaves.
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    pub async fn close_and_wait(mut self) -> std::process::ExitStatus {
+        self.close_stdin();
+        tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("the server exits when stdin closes")
+            .expect("wait")
+    }
+}
+
+/// The binary serving HTTP on a free loopback port.
+pub struct HttpServer {
+    pub child: Child,
+    pub base: String,
+}
+
+impl HttpServer {
+    pub async fn spawn(scratch: &Scratch, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut args = vec!["serve", "--bind", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let mut command = scratch.command(&args);
+        // The listening address is read from the start-up log line.
+        command.env("RUST_LOG", "info");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(line) = stderr.next_line().await.expect("stderr") {
+                if let Some(rest) = line.split("addr=").nth(1) {
+                    return rest.split_whitespace().next().expect("address").to_string();
+                }
+            }
+            panic!("the server exited before listening");
+        })
+        .await
+        .expect("the server starts listening in time");
+        // Keep draining stderr so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+        Self {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+/// An initialize request body for Streamable HTTP.
+pub fn initialize_body() -> Value {
+    serde_json::json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "raw-http-test", "version": "1"}}
+    })
+}
+
+/// The JSON-RPC message in a Streamable HTTP response body (plain JSON or SSE `data:`).
+pub fn rpc_payload(body: &str) -> Value {
+    if let Ok(value) = serde_json::from_str(body) {
+        return value;
+    }
+    body.lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(str::trim)
+        .filter(|data| !data.is_empty())
+        .find_map(|data| serde_json::from_str(data).ok())
+        .unwrap_or_else(|| panic!("no JSON-RPC message in: {body}"))
+}
+
+/// Reads server-sent events one at a time, skipping keep-alive comments.
+pub struct SseEvents {
+    stream: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buffer: String,
+}
+
+impl SseEvents {
+    pub fn new(response: reqwest::Response) -> Self {
+        use futures::StreamExt;
+        Self {
+            stream: response.bytes_stream().boxed(),
+            buffer: String::new(),
+        }
+    }
+
+    pub async fn next_event(&mut self) -> String {
+        use futures::StreamExt;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let event: String = self.buffer.drain(..end + 2).collect();
+                if event.starts_with(':') {
+                    continue;
+                }
+                return event;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(20), self.stream.next())
+                .await
+                .expect("an event in time")
+                .expect("stream open")
+                .expect("chunk");
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
