@@ -196,7 +196,9 @@ impl ServerHandler for McpServer {
         };
         let started = Instant::now();
         let running = registry.call(spec, cx.clone(), request.arguments);
+        // Tools that watch `cancelled` get to finish their own way first; the rest are dropped.
         let outcome = tokio::select! {
+            biased;
             outcome = running => outcome,
             () = context.ct.cancelled() => Err(ToolError::Cancelled),
         };

@@ -172,7 +172,7 @@ impl Guard {
             return true;
         }
         let name = host_name(host).to_ascii_lowercase();
-        self.allowed_hosts.iter().any(|allowed| *allowed == name)
+        self.allowed_hosts.contains(&name)
     }
 
     fn origin_allowed(&self, origin: &str) -> bool {

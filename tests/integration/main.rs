@@ -1,7 +1,11 @@
 //! Integration tests: the real binary driven by real MCP clients over stdio, Streamable HTTP
 //! and legacy SSE, plus the adversarial cases a production server must survive.
 
+// Helpers are `pub` for the sibling test modules; nothing outside this binary sees them.
+#![allow(unreachable_pub)]
+
 mod cli;
 mod http;
+mod inprocess;
 mod stdio;
 mod support;
