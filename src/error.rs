@@ -50,8 +50,6 @@ pub enum StartupError {
         context: &'static str,
         source: std::io::Error,
     },
-    #[error("the MCP session ended with an error: {0}")]
-    Protocol(String),
     #[error("tool registry is inconsistent: {0}")]
     Registry(String),
 }

@@ -18,7 +18,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(comfyui_agent::run(cli)) {
+    let outcome = runtime.block_on(comfyui_agent::run(cli));
+    // A blocking stdin read never returns by itself; don't let it hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("comfyui-agent: {error}");

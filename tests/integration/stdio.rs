@@ -347,3 +347,22 @@ async fn in_flight_calls_finish_when_the_client_leaves_mid_call() {
     }
     assert!(server.close_and_wait().await.success());
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_ends_a_stdio_session_cleanly() {
+    let scratch = Scratch::new();
+    let mut server = RawStdio::spawn(&scratch);
+    server.initialize().await;
+    let pid = server.child.id().expect("pid").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = tokio::time::timeout(std::time::Duration::from_secs(12), server.child.wait())
+        .await
+        .expect("exits within the grace period")
+        .expect("wait");
+    assert!(exit.success(), "{exit:?}");
+}
