@@ -75,10 +75,15 @@ async fn identify_model_family(
     _cx: ToolContext,
     params: IdentifyModelFamilyParams,
 ) -> Result<ModelFamilyReport, ToolError> {
-    let found = family::identify(&params.model_name);
-    Ok(match found.family {
+    Ok(family_report(params.model_name))
+}
+
+/// The report `identify_model_family` returns for one name.
+pub fn family_report(model_name: String) -> ModelFamilyReport {
+    let found = family::identify(&model_name);
+    match found.family {
         Some(family) => ModelFamilyReport {
-            model: params.model_name,
+            model: model_name,
             family: family.key.into(),
             label: family.label.into(),
             resolution: family.resolution.map(Into::into),
@@ -95,7 +100,7 @@ async fn identify_model_family(
             },
         },
         None => ModelFamilyReport {
-            model: params.model_name,
+            model: model_name,
             family: "unknown".into(),
             label: "Unknown".into(),
             resolution: None,
@@ -108,7 +113,7 @@ async fn identify_model_family(
                    check the model's download page."
                 .into(),
         },
-    })
+    }
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -374,15 +374,6 @@ async fn sigterm_stops_the_server_gracefully() {
         .await
         .expect("stream");
     assert_eq!(stream.status(), 200);
-    let pid = server.child.id().expect("pid").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let exit = tokio::time::timeout(Duration::from_secs(12), server.child.wait())
-        .await
-        .expect("exits within the grace period")
-        .expect("wait");
+    let exit = crate::support::terminate_and_wait(&mut server.child).await;
     assert!(exit.success(), "{exit:?}");
 }

@@ -354,15 +354,6 @@ async fn sigterm_ends_a_stdio_session_cleanly() {
     let scratch = Scratch::new();
     let mut server = RawStdio::spawn(&scratch);
     server.initialize().await;
-    let pid = server.child.id().expect("pid").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let exit = tokio::time::timeout(std::time::Duration::from_secs(12), server.child.wait())
-        .await
-        .expect("exits within the grace period")
-        .expect("wait");
+    let exit = crate::support::terminate_and_wait(&mut server.child).await;
     assert!(exit.success(), "{exit:?}");
 }

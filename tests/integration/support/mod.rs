@@ -255,3 +255,18 @@ impl SseEvents {
         }
     }
 }
+
+/// Sends SIGTERM and waits for a clean exit within the 10 s grace period (plus slack).
+#[cfg(unix)]
+pub async fn terminate_and_wait(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().expect("pid").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    tokio::time::timeout(Duration::from_secs(12), child.wait())
+        .await
+        .expect("exits within the grace period")
+        .expect("wait")
+}
