@@ -1,8 +1,6 @@
 //! HTTP: rmcp's Streamable HTTP client against the binary, the guard's refusals, legacy SSE,
 //! and many sessions at once.
 
-use std::time::Duration;
-
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::StreamableHttpClientTransport;
