@@ -74,6 +74,17 @@ async fn tools_json_lists_every_declaration() {
         assert!(identify.get(key).is_some(), "{key} missing");
     }
     assert_eq!(identify["annotations"]["readOnlyHint"], true);
+
+    // The whole tools/list surface is pinned: a change to a name, schema or annotation must
+    // be deliberate (regenerate with `cargo run -- tools --json > tests/snapshots/tools.json`).
+    let snapshot: Vec<Value> = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/tools.json"),
+        )
+        .expect("snapshot exists"),
+    )
+    .expect("snapshot is JSON");
+    assert_eq!(tools, snapshot, "the tool surface changed; review and regenerate the snapshot");
 }
 
 #[tokio::test]
