@@ -84,7 +84,10 @@ async fn tools_json_lists_every_declaration() {
         .expect("snapshot exists"),
     )
     .expect("snapshot is JSON");
-    assert_eq!(tools, snapshot, "the tool surface changed; review and regenerate the snapshot");
+    assert_eq!(
+        tools, snapshot,
+        "the tool surface changed; review and regenerate the snapshot"
+    );
 }
 
 #[tokio::test]

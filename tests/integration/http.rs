@@ -375,3 +375,77 @@ async fn sigterm_stops_the_server_gracefully() {
     let exit = crate::support::terminate_and_wait(&mut server.child).await;
     assert!(exit.success(), "{exit:?}");
 }
+
+#[tokio::test]
+async fn the_token_never_reaches_the_logs() {
+    let scratch = Scratch::new();
+    let token = "tok-7f3a9c1e5b2d4a6f8e0c";
+    let server = HttpServer::spawn(
+        &scratch,
+        &[],
+        &[("COMFYUI_AGENT_TOKEN", token), ("RUST_LOG", "trace")],
+    )
+    .await;
+    let http = http_client();
+    let bearer = format!("Bearer {token}");
+    let ok = post_mcp(
+        &http,
+        &server,
+        initialize_body().to_string(),
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(ok.status(), 200);
+    let _ = ok.text().await;
+    let near_miss = format!("Bearer {token}x");
+    let refused = post_mcp(
+        &http,
+        &server,
+        initialize_body().to_string(),
+        &[("authorization", &near_miss)],
+    )
+    .await;
+    assert_eq!(refused.status(), 401);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let log = server.log.lock().expect("log").join("\n");
+    assert!(
+        log.contains("without a valid token"),
+        "the refusal is logged"
+    );
+    assert!(!log.contains(token), "the token leaked into the log");
+}
+
+#[tokio::test]
+async fn a_dropped_legacy_stream_ends_its_session() {
+    let scratch = Scratch::new();
+    let server = HttpServer::spawn(&scratch, &[], &[]).await;
+    let http = http_client();
+    let response = http
+        .get(server.url("/sse"))
+        .send()
+        .await
+        .expect("open stream");
+    let mut events = SseEvents::new(response);
+    let endpoint = events.next_event().await;
+    let path = endpoint
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("endpoint data")
+        .to_string();
+    drop(events);
+    // The server notices the closed connection on its next write or keep-alive; poll.
+    for _ in 0..100 {
+        let status = http
+            .post(server.url(&path))
+            .body(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string())
+            .send()
+            .await
+            .expect("post")
+            .status();
+        if status == 404 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the session outlived its stream");
+}

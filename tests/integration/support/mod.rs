@@ -150,6 +150,8 @@ impl RawStdio {
 pub struct HttpServer {
     pub child: Child,
     pub base: String,
+    /// Everything the server wrote to stderr so far.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl HttpServer {
@@ -159,6 +161,9 @@ impl HttpServer {
         let mut command = scratch.command(&args);
         // The listening address is read from the start-up log line.
         command.env("RUST_LOG", "info");
+        if let Some((_, level)) = env.iter().find(|(key, _)| *key == "RUST_LOG") {
+            command.env("RUST_LOG", level);
+        }
         for (key, value) in env {
             command.env(key, value);
         }
@@ -180,10 +185,17 @@ impl HttpServer {
         .await
         .expect("the server starts listening in time");
         // Keep draining stderr so the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&log);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stderr.next_line().await {
+                sink.lock().expect("log lock").push(line);
+            }
+        });
         Self {
             child,
             base: format!("http://{addr}"),
+            log,
         }
     }
 
