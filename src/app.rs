@@ -21,9 +21,18 @@ struct Shared {
 }
 
 impl AppState {
-    /// Builds the state with every tool this product offers.
+    /// Builds the state with every tool this product offers, compiling the argument
+    /// validators on a background thread so the handshake doesn't wait for them.
     pub fn new(config: Config) -> Result<Self, StartupError> {
-        Self::with_registry(config, Registry::new(crate::tools::all())?)
+        let app = Self::with_registry(config, Registry::new(crate::tools::all())?)?;
+        let warm = app.clone();
+        let spawned = std::thread::Builder::new()
+            .name("registry-warm-up".into())
+            .spawn(move || warm.registry().warm_up());
+        if let Err(error) = spawned {
+            tracing::debug!(%error, "validators will compile on first use instead");
+        }
+        Ok(app)
     }
 
     /// Builds the state around a given registry (tests and fixture servers).

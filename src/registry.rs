@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use futures::future::BoxFuture;
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotations};
@@ -42,7 +42,9 @@ impl Hints {
 /// One registered tool: its declaration, its compiled argument validator and its handler.
 pub struct ToolSpec {
     tool: Tool,
-    validator: jsonschema::Validator,
+    /// Compiled on first use (or by [`Registry::warm_up`] in the background): the first
+    /// compile initialises jsonschema's meta-schemas, which costs milliseconds of start-up.
+    validator: OnceLock<Result<jsonschema::Validator, String>>,
     parameter_names: Vec<String>,
     handler: Handler,
 }
@@ -63,6 +65,23 @@ impl ToolSpec {
     pub fn tool(&self) -> &Tool {
         &self.tool
     }
+
+    /// The compiled input validator. Our schemas come from our own types, so a failure is a
+    /// bug (the registry tests compile every one); it is reported, never a panic.
+    fn validator(&self) -> Result<&jsonschema::Validator, ToolError> {
+        self.validator
+            .get_or_init(|| {
+                jsonschema::validator_for(&Value::Object((*self.tool.input_schema).clone()))
+                    .map_err(|error| error.to_string())
+            })
+            .as_ref()
+            .map_err(|error| {
+                ToolError::Internal(format!(
+                    "the input schema of {} does not compile: {error}",
+                    self.tool.name
+                ))
+            })
+    }
 }
 
 /// Declares a tool: `P` is its parameters (serde + schemars, `deny_unknown_fields`), `O` its
@@ -82,10 +101,6 @@ where
 {
     let input_schema = object_schema::<P>();
     let output_schema = object_schema::<O>();
-    // The schemas are generated from our own types; failing to compile one is a programming
-    // error caught by the registry tests, so the message names the tool.
-    let validator = jsonschema::validator_for(&Value::Object(input_schema.clone()))
-        .unwrap_or_else(|error| panic!("input schema of {name} does not compile: {error}"));
     let parameter_names = input_schema
         .get("properties")
         .and_then(Value::as_object)
@@ -103,7 +118,7 @@ where
     let handler = Arc::new(handler);
     ToolSpec {
         tool,
-        validator,
+        validator: OnceLock::new(),
         parameter_names,
         handler: Box::new(move |cx, args| {
             let handler = Arc::clone(&handler);
@@ -201,6 +216,16 @@ impl Registry {
         self.specs.is_empty()
     }
 
+    /// Compiles every validator now. Run off the start-up path, so the first call finds them
+    /// ready without the handshake waiting for them.
+    pub fn warm_up(&self) {
+        for spec in &self.specs {
+            if let Err(error) = spec.validator() {
+                tracing::error!(%error, "a tool's input schema does not compile");
+            }
+        }
+    }
+
     /// Validates `arguments` against the tool's schema, then runs it. Every argument problem is
     /// reported at once; nothing runs unless the arguments fit.
     pub fn call(
@@ -210,8 +235,11 @@ impl Registry {
         arguments: Option<JsonObject>,
     ) -> BoxFuture<'static, Result<Value, ToolError>> {
         let arguments = Value::Object(arguments.unwrap_or_default());
-        let problems: Vec<ArgumentProblem> = spec
-            .validator
+        let validator = match spec.validator() {
+            Ok(validator) => validator,
+            Err(error) => return Box::pin(std::future::ready(Err(error))),
+        };
+        let problems: Vec<ArgumentProblem> = validator
             .iter_errors(&arguments)
             .map(|error| describe(&error, &spec.parameter_names))
             .collect();
@@ -481,6 +509,11 @@ mod tests {
                 "{name}"
             );
             assert!(tool.annotations.is_some(), "{name}");
+            let spec = registry.get(name).expect("registered");
+            assert!(
+                spec.validator().is_ok(),
+                "{name}: input schema must compile"
+            );
         }
     }
 

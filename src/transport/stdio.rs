@@ -2,12 +2,16 @@
 //! messages; logs go to stderr. Bad lines are answered (-32700, -32600) and never end the
 //! process.
 
-use rmcp::{ServerHandler, ServiceExt};
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::transport::Transport;
+use rmcp::{RoleServer, ServerHandler, ServiceExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::{ChannelTransport, INVALID_REQUEST, Rejection, SHUTDOWN_GRACE, decode};
+use super::{INVALID_REQUEST, Rejection, SHUTDOWN_GRACE, decode};
 use crate::app::AppState;
 use crate::error::StartupError;
 use crate::mcp::McpServer;
@@ -39,112 +43,113 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (out_tx, out_rx) = mpsc::channel::<String>(64);
-    let (in_tx, in_rx) = mpsc::channel(64);
-    let writer = tokio::spawn(write_lines(out_rx, output));
-    let reader = tokio::spawn(read_lines(
-        BufReader::new(input),
-        in_tx,
-        out_tx.clone(),
-        max_message_bytes,
-        shutdown.clone(),
-    ));
-    let transport = ChannelTransport::new(out_tx, in_rx);
-
-    let result = match handler.serve(transport).await {
+    let transport = StdioTransport {
+        lines: LineReader::new(input, max_message_bytes),
+        output: Arc::new(Mutex::new(output)),
+        shutdown: shutdown.clone(),
+    };
+    match handler.serve(transport).await {
         Ok(running) => {
-            // The reader ends on EOF or shutdown; rmcp then finishes in-flight calls.
+            // `receive` ends on EOF or shutdown; rmcp then finishes in-flight calls.
             let waiting = running.waiting();
             tokio::pin!(waiting);
             tokio::select! {
-                _ = &mut waiting => Ok(()),
+                _ = &mut waiting => {}
                 () = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
                     tracing::warn!("in-flight calls did not finish within {SHUTDOWN_GRACE:?}; exiting");
-                    Ok(())
                 }
             }
         }
-        Err(error) => {
-            // A client that leaves before initializing is not a server failure.
-            tracing::info!(%error, "the client closed the session before it started");
-            Ok(())
-        }
-    };
-    reader.abort();
-    // The writer drains what is queued, then ends when every sender is gone.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
-    result
+        // A client that leaves before initializing is not a server failure.
+        Err(error) => tracing::info!(%error, "the client closed the session before it started"),
+    }
+    Ok(())
 }
 
-async fn write_lines<W: AsyncWrite + Unpin>(mut lines: mpsc::Receiver<String>, mut output: W) {
-    while let Some(line) = lines.recv().await {
-        let mut frame = line.into_bytes();
-        frame.push(b'\n');
-        if output.write_all(&frame).await.is_err() {
-            break;
-        }
-        // Flush only when nothing else is queued, so bursts share one write.
-        if lines.is_empty() && output.flush().await.is_err() {
-            break;
+/// Reads and writes the lines itself, in rmcp's own task: no extra tasks or channels sit
+/// between the pipe and rmcp, and malformed lines are answered here rather than dropped.
+struct StdioTransport<R, W> {
+    lines: LineReader<R>,
+    /// Whole frames are written under the lock, so concurrent responses never interleave.
+    output: Arc<Mutex<W>>,
+    shutdown: CancellationToken,
+}
+
+async fn write_frame<W: AsyncWrite + Unpin>(
+    output: &Mutex<W>,
+    mut frame: Vec<u8>,
+) -> std::io::Result<()> {
+    frame.push(b'\n');
+    let mut output = output.lock().await;
+    output.write_all(&frame).await?;
+    output.flush().await
+}
+
+impl<R, W> Transport<RoleServer> for StdioTransport<R, W>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    type Error = std::io::Error;
+
+    fn send(
+        &mut self,
+        item: ServerJsonRpcMessage,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        let output = Arc::clone(&self.output);
+        async move {
+            let frame = serde_json::to_vec(&item).map_err(std::io::Error::other)?;
+            write_frame(&output, frame).await
         }
     }
-    let _ = output.flush().await;
-}
 
-async fn read_lines<R: AsyncBufRead + Unpin>(
-    mut input: R,
-    messages: mpsc::Sender<rmcp::model::ClientJsonRpcMessage>,
-    replies: mpsc::Sender<String>,
-    limit: usize,
-    shutdown: CancellationToken,
-) {
-    let mut line = Vec::with_capacity(4096);
-    loop {
-        line.clear();
-        let read = tokio::select! {
-            read = read_bounded_line(&mut input, &mut line, limit) => read,
-            () = shutdown.cancelled() => return,
-        };
-        let overflowed = match read {
-            Ok(Line::Eof) => return,
-            Ok(Line::Complete) => false,
-            Ok(Line::TooLong) => true,
-            Err(error) => {
-                tracing::warn!(%error, "stdin could not be read; closing the session");
-                return;
-            }
-        };
-        if overflowed {
-            let rejection = Rejection {
-                code: INVALID_REQUEST,
-                id: serde_json::Value::Null,
-                message: format!(
-                    "Invalid request: the message is larger than the {limit}-byte limit. Send \
-                     large workflows by path, or raise COMFYUI_AGENT_MAX_BODY_BYTES."
-                ),
+    /// Cancel-safe: rmcp drops this future whenever it has something to send, so every
+    /// byte read so far lives in `self.lines`, never in the future.
+    async fn receive(&mut self) -> Option<ClientJsonRpcMessage> {
+        loop {
+            let read = tokio::select! {
+                read = self.lines.next() => read,
+                () = self.shutdown.cancelled() => return None,
             };
-            if replies.send(rejection.to_json()).await.is_err() {
-                return;
-            }
-            continue;
-        }
-        let text = trim_line(&line);
-        if text.is_empty() {
-            continue;
-        }
-        match decode(text) {
-            Ok(message) => {
-                if messages.send(message).await.is_err() {
-                    return;
+            let rejection = match read {
+                Ok(None) => return None,
+                Err(error) => {
+                    tracing::warn!(%error, "stdin could not be read; closing the session");
+                    return None;
                 }
-            }
-            Err(rejection) => {
-                tracing::debug!(code = rejection.code, "answered a malformed stdin line");
-                if replies.send(rejection.to_json()).await.is_err() {
-                    return;
+                Ok(Some(Line::TooLong)) => Rejection {
+                    code: INVALID_REQUEST,
+                    id: serde_json::Value::Null,
+                    message: format!(
+                        "Invalid request: the message is larger than the {}-byte limit. Send \
+                         large workflows by path, or raise COMFYUI_AGENT_MAX_BODY_BYTES.",
+                        self.lines.limit
+                    ),
+                },
+                Ok(Some(Line::Complete(line))) => {
+                    let text = trim_line(&line);
+                    if text.is_empty() {
+                        continue;
+                    }
+                    match decode(text) {
+                        Ok(message) => return Some(message),
+                        Err(rejection) => rejection,
+                    }
                 }
-            }
+            };
+            tracing::debug!(code = rejection.code, "answered a malformed stdin line");
+            // Written from its own task, so dropping this future can't cut a frame short.
+            let output = Arc::clone(&self.output);
+            tokio::spawn(async move {
+                if let Err(error) = write_frame(&output, rejection.to_json().into_bytes()).await {
+                    tracing::debug!(%error, "could not answer a malformed line");
+                }
+            });
         }
+    }
+
+    async fn close(&mut self) -> Result<(), Self::Error> {
+        Ok(())
     }
 }
 
@@ -161,52 +166,64 @@ fn trim_line(line: &[u8]) -> &[u8] {
 }
 
 enum Line {
-    Complete,
+    Complete(Vec<u8>),
     TooLong,
-    Eof,
 }
 
-/// Reads up to a newline, keeping at most `limit` bytes; the rest of an overlong line is
-/// read and dropped so that the next line starts clean.
-async fn read_bounded_line<R: AsyncBufRead + Unpin>(
-    input: &mut R,
-    line: &mut Vec<u8>,
+/// Splits input into lines of at most `limit` bytes. An overlong line is read to its end and
+/// dropped, so the next line starts clean. All progress is kept in the struct, which makes
+/// [`LineReader::next`] cancel-safe.
+struct LineReader<R> {
+    input: BufReader<R>,
+    line: Vec<u8>,
+    discarding: bool,
     limit: usize,
-) -> std::io::Result<Line> {
-    let mut too_long = false;
-    let mut saw_any = false;
-    loop {
-        let buffer = input.fill_buf().await?;
-        if buffer.is_empty() {
-            return Ok(if !saw_any {
-                Line::Eof
-            } else if too_long {
-                Line::TooLong
-            } else {
-                Line::Complete
-            });
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    fn new(input: R, limit: usize) -> Self {
+        Self {
+            input: BufReader::new(input),
+            line: Vec::with_capacity(4096),
+            discarding: false,
+            limit,
         }
-        saw_any = true;
-        let (chunk, done) = match buffer.iter().position(|&b| b == b'\n') {
-            Some(newline) => (&buffer[..newline], Some(newline + 1)),
-            None => (buffer, None),
-        };
-        if !too_long {
-            if line.len() + chunk.len() > limit {
-                too_long = true;
-                line.clear();
-            } else {
-                line.extend_from_slice(chunk);
+    }
+
+    /// The next line, or `None` at the end of input.
+    async fn next(&mut self) -> std::io::Result<Option<Line>> {
+        loop {
+            // The only await point; nothing is consumed until it returns.
+            let buffer = self.input.fill_buf().await?;
+            if buffer.is_empty() {
+                return Ok(if self.discarding {
+                    self.discarding = false;
+                    Some(Line::TooLong)
+                } else if self.line.is_empty() {
+                    None
+                } else {
+                    Some(Line::Complete(std::mem::take(&mut self.line)))
+                });
             }
-        }
-        let consumed = done.unwrap_or(buffer.len());
-        input.consume(consumed);
-        if done.is_some() {
-            return Ok(if too_long {
-                Line::TooLong
-            } else {
-                Line::Complete
-            });
+            let newline = buffer.iter().position(|&b| b == b'\n');
+            let chunk = &buffer[..newline.unwrap_or(buffer.len())];
+            if !self.discarding {
+                if self.line.len() + chunk.len() > self.limit {
+                    self.discarding = true;
+                    self.line = Vec::with_capacity(4096);
+                } else {
+                    self.line.extend_from_slice(chunk);
+                }
+            }
+            let consumed = newline.map_or(buffer.len(), |i| i + 1);
+            self.input.consume(consumed);
+            if newline.is_some() {
+                return Ok(Some(if std::mem::take(&mut self.discarding) {
+                    Line::TooLong
+                } else {
+                    Line::Complete(std::mem::replace(&mut self.line, Vec::with_capacity(4096)))
+                }));
+            }
         }
     }
 }
@@ -218,21 +235,32 @@ mod tests {
     #[tokio::test]
     async fn bounded_lines_split_and_recover_from_overflow() {
         let data = b"short\n0123456789abcdef\nnext\nlast-without-newline".to_vec();
-        let mut input = BufReader::with_capacity(4, &data[..]);
-        let mut line = Vec::new();
+        let mut reader = LineReader::new(&data[..], 8);
+        reader.input = BufReader::with_capacity(4, &data[..]);
         let mut seen = Vec::new();
-        loop {
-            line.clear();
-            match read_bounded_line(&mut input, &mut line, 8)
-                .await
-                .expect("read")
-            {
-                Line::Eof => break,
-                Line::TooLong => seen.push("<too long>".to_string()),
-                Line::Complete => seen.push(String::from_utf8(line.clone()).expect("utf-8")),
-            }
+        while let Some(line) = reader.next().await.expect("read") {
+            seen.push(match line {
+                Line::TooLong => "<too long>".to_string(),
+                Line::Complete(bytes) => String::from_utf8(bytes).expect("utf-8"),
+            });
         }
         assert_eq!(seen, ["short", "<too long>", "next", "<too long>"]);
+    }
+
+    #[tokio::test]
+    async fn a_line_survives_a_cancelled_read() {
+        let (mut writer, reader) = tokio::io::duplex(64);
+        let mut lines = LineReader::new(reader, 1024);
+        writer.write_all(b"{\"half\":").await.expect("write");
+        // The read is cancelled while the line is incomplete…
+        let early = tokio::time::timeout(std::time::Duration::from_millis(50), lines.next()).await;
+        assert!(early.is_err());
+        // …and the rest of the line still completes it.
+        writer.write_all(b" 1}\n").await.expect("write");
+        match lines.next().await.expect("read") {
+            Some(Line::Complete(line)) => assert_eq!(line, b"{\"half\": 1}"),
+            _ => panic!("the line was lost"),
+        }
     }
 
     #[test]
