@@ -17,14 +17,14 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use comfyui_agent::models::family::{self, Modality};
+use comfyui_agent::tools::model_compat::{ModelFamilyReport, family_report};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::{Json, Parameters};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ServerHandler, ServiceExt, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 const USAGE: &str = "usage: bare-rmcp stdio | bare-rmcp http --bind 127.0.0.1:PORT\n\
     A minimal plain-rmcp MCP server with one tool (identify_model_family), the reference \
@@ -34,19 +34,6 @@ const USAGE: &str = "usage: bare-rmcp stdio | bare-rmcp http --bind 127.0.0.1:PO
 struct IdentifyParams {
     /// A model file name, optionally with its folder, e.g. `sdxl_base.safetensors`.
     model_name: String,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-struct FamilyReport {
-    model: String,
-    family: String,
-    label: String,
-    resolution: Option<String>,
-    modality: Option<Modality>,
-    lora_compatible: bool,
-    incompatible_with: Vec<String>,
-    matched: Option<String>,
-    note: String,
 }
 
 #[derive(Debug, Clone)]
@@ -69,42 +56,12 @@ impl Bare {
     async fn identify_model_family(
         &self,
         Parameters(IdentifyParams { model_name }): Parameters<IdentifyParams>,
-    ) -> Json<FamilyReport> {
-        let found = family::identify(&model_name);
-        Json(match found.family {
-            Some(f) => FamilyReport {
-                model: model_name,
-                family: f.key.into(),
-                label: f.label.into(),
-                resolution: f.resolution.map(Into::into),
-                modality: Some(f.modality),
-                lora_compatible: f.lora_compatible,
-                incompatible_with: family::incompatible_with(f)
-                    .iter()
-                    .map(|o| o.label.to_string())
-                    .collect(),
-                matched: found.matched.map(|m| format!("the name contains {m:?}")),
-                note: match f.resolution {
-                    Some(size) => format!("Generate at about {size} for best results."),
-                    None => "Resolution doesn't apply to this family.".into(),
-                },
-            },
-            None => FamilyReport {
-                model: model_name,
-                family: "unknown".into(),
-                label: "Unknown".into(),
-                resolution: None,
-                modality: None,
-                lora_compatible: false,
-                incompatible_with: Vec::new(),
-                matched: None,
-                note: "The name doesn't say which family this model belongs to.".into(),
-            },
-        })
+    ) -> Json<ModelFamilyReport> {
+        // The same domain work as the product's tool, so only the server around it differs.
+        Json(family_report(model_name))
     }
 }
 
-// The router is built once per handler and kept, rather than rebuilt on every call.
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for Bare {}
 
