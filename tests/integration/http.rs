@@ -28,6 +28,21 @@ async fn post_mcp(
     request.send().await.expect("request")
 }
 
+/// The server answers 413 without reading the body and may close the connection before the
+/// client has finished sending it; a send error is the same refusal seen from the client.
+async fn assert_too_large(client: &reqwest::Client, server: &HttpServer, body: reqwest::Body) {
+    let outcome = client
+        .post(server.url("/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT)
+        .body(body)
+        .send()
+        .await;
+    if let Ok(response) = outcome {
+        assert_eq!(response.status(), 413);
+    }
+}
+
 #[tokio::test]
 async fn rmcp_streamable_http_client_lists_and_calls() {
     let scratch = Scratch::new();
@@ -159,24 +174,12 @@ async fn malformed_batched_and_oversize_bodies_get_clear_errors() {
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["error"]["code"], -32600);
 
+    // Refused from Content-Length alone, and as a chunked body streams in past the limit.
     let huge =
         json!({"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"pad": "x".repeat(70_000)}});
-    let response = post_mcp(&http, &server, huge.to_string(), &[]).await;
-    assert_eq!(response.status(), 413);
-
-    // A chunked body without Content-Length is capped as it streams in. The server may
-    // answer 413 and close before the client has finished sending; either way it is refused.
+    assert_too_large(&http, &server, huge.to_string().into()).await;
     let chunks = futures::stream::iter((0..20).map(|_| Ok::<_, std::io::Error>(vec![b' '; 8192])));
-    let outcome = http
-        .post(server.url("/mcp"))
-        .header("content-type", "application/json")
-        .header("accept", ACCEPT)
-        .body(reqwest::Body::wrap_stream(chunks))
-        .send()
-        .await;
-    if let Ok(response) = outcome {
-        assert_eq!(response.status(), 413);
-    }
+    assert_too_large(&http, &server, reqwest::Body::wrap_stream(chunks)).await;
 
     // The server is still fine.
     let response = post_mcp(&http, &server, initialize_body().to_string(), &[]).await;
