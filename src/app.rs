@@ -21,18 +21,21 @@ struct Shared {
 }
 
 impl AppState {
-    /// Builds the state with every tool this product offers, compiling the argument
-    /// validators on a background thread so the handshake doesn't wait for them.
+    /// Builds the state with every tool this product offers.
     pub fn new(config: Config) -> Result<Self, StartupError> {
-        let app = Self::with_registry(config, Registry::new(crate::tools::all())?)?;
-        let warm = app.clone();
+        Self::with_registry(config, Registry::new(crate::tools::all())?)
+    }
+
+    /// Compiles the argument validators on a background thread, so a server's handshake
+    /// doesn't wait for them and its first call finds them ready.
+    pub fn warm_up_in_background(&self) {
+        let app = self.clone();
         let spawned = std::thread::Builder::new()
             .name("registry-warm-up".into())
-            .spawn(move || warm.registry().warm_up());
+            .spawn(move || app.registry().warm_up());
         if let Err(error) = spawned {
             tracing::debug!(%error, "validators will compile on first use instead");
         }
-        Ok(app)
     }
 
     /// Builds the state around a given registry (tests and fixture servers).

@@ -52,7 +52,7 @@ pub struct ServeArgs {
     /// Extra Host header values to accept, besides loopback names [env: COMFYUI_AGENT_ALLOWED_HOSTS, comma-separated]
     #[arg(long = "allowed-host", value_name = "HOST")]
     pub allowed_hosts: Vec<String>,
-    /// Extra browser origins to accept, e.g. https://app.example.com [env: COMFYUI_AGENT_ALLOWED_ORIGINS, comma-separated]
+    /// Extra browser origins to accept, e.g. `https://app.example.com` [env: COMFYUI_AGENT_ALLOWED_ORIGINS, comma-separated]
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     pub allowed_origins: Vec<String>,
     /// Largest request body accepted, in bytes [env: COMFYUI_AGENT_MAX_BODY_BYTES] [default: 4194304]

@@ -65,14 +65,17 @@ impl PathPolicy {
         Ok(resolved)
     }
 
-    /// Reads a file inside the roots, refusing ones larger than `limit` bytes.
+    /// Reads a file inside the roots, refusing ones larger than `limit` bytes. The limit is
+    /// enforced on the bytes actually read, so a file growing meanwhile can't slip past it.
     pub async fn read_capped(&self, raw: &str, limit: u64) -> Result<Vec<u8>, PathError> {
+        use tokio::io::AsyncReadExt;
         let path = self.existing_file(raw)?;
         let io = |source| PathError::Io {
             path: raw.into(),
             source,
         };
-        let size = tokio::fs::metadata(&path).await.map_err(io)?.len();
+        let file = tokio::fs::File::open(&path).await.map_err(io)?;
+        let size = file.metadata().await.map_err(io)?.len();
         if size > limit {
             return Err(PathError::TooLarge {
                 path: raw.into(),
@@ -80,7 +83,19 @@ impl PathPolicy {
                 limit,
             });
         }
-        tokio::fs::read(&path).await.map_err(io)
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        file.take(limit + 1)
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(io)?;
+        if bytes.len() as u64 > limit {
+            return Err(PathError::TooLarge {
+                path: raw.into(),
+                size: bytes.len() as u64,
+                limit,
+            });
+        }
+        Ok(bytes)
     }
 
     fn absolute(&self, raw: &str) -> Result<PathBuf, PathError> {

@@ -16,14 +16,63 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::{Stream, StreamExt};
-use rmcp::model::ClientJsonRpcMessage;
-use rmcp::{ServerHandler, ServiceExt};
+use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::transport::Transport;
+use rmcp::{RoleServer, ServerHandler, ServiceExt};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::ChannelTransport;
 use super::http::reject;
+
+/// The outgoing side closed: the client went away.
+#[derive(Debug, thiserror::Error)]
+#[error("the client connection is closed")]
+pub struct Closed;
+
+/// An rmcp transport over two channels: parsed messages in (from `POST /messages`),
+/// serialised lines out (to the event stream).
+#[derive(Debug)]
+pub struct ChannelTransport {
+    outgoing: mpsc::Sender<String>,
+    incoming: mpsc::Receiver<ClientJsonRpcMessage>,
+}
+
+impl ChannelTransport {
+    pub fn new(
+        outgoing: mpsc::Sender<String>,
+        incoming: mpsc::Receiver<ClientJsonRpcMessage>,
+    ) -> Self {
+        Self { outgoing, incoming }
+    }
+}
+
+impl Transport<RoleServer> for ChannelTransport {
+    type Error = Closed;
+
+    fn send(
+        &mut self,
+        item: ServerJsonRpcMessage,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        let outgoing = self.outgoing.clone();
+        async move {
+            let line = serde_json::to_string(&item).map_err(|error| {
+                tracing::error!(%error, "a response could not be serialised");
+                Closed
+            })?;
+            outgoing.send(line).await.map_err(|_| Closed)
+        }
+    }
+
+    fn receive(&mut self) -> impl Future<Output = Option<ClientJsonRpcMessage>> + Send {
+        self.incoming.recv()
+    }
+
+    async fn close(&mut self) -> Result<(), Self::Error> {
+        self.incoming.close();
+        Ok(())
+    }
+}
 
 /// Sessions by id. Lives in the router's state, not in a global.
 type Sessions = Arc<Mutex<HashMap<String, mpsc::Sender<ClientJsonRpcMessage>>>>;

@@ -6,63 +6,11 @@ pub mod http;
 pub mod legacy_sse;
 pub mod stdio;
 
-use rmcp::RoleServer;
-use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
-use rmcp::transport::Transport;
+use rmcp::model::ClientJsonRpcMessage;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 /// How long in-flight calls get to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// The outgoing side closed: the client went away.
-#[derive(Debug, thiserror::Error)]
-#[error("the client connection is closed")]
-pub struct Closed;
-
-/// An rmcp transport over two channels: parsed messages in, serialised lines out. The
-/// transports own the real I/O, so they can answer malformed input themselves.
-#[derive(Debug)]
-pub struct ChannelTransport {
-    outgoing: mpsc::Sender<String>,
-    incoming: mpsc::Receiver<ClientJsonRpcMessage>,
-}
-
-impl ChannelTransport {
-    pub fn new(
-        outgoing: mpsc::Sender<String>,
-        incoming: mpsc::Receiver<ClientJsonRpcMessage>,
-    ) -> Self {
-        Self { outgoing, incoming }
-    }
-}
-
-impl Transport<RoleServer> for ChannelTransport {
-    type Error = Closed;
-
-    fn send(
-        &mut self,
-        item: ServerJsonRpcMessage,
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
-        let outgoing = self.outgoing.clone();
-        async move {
-            let line = serde_json::to_string(&item).map_err(|error| {
-                tracing::error!(%error, "a response could not be serialised");
-                Closed
-            })?;
-            outgoing.send(line).await.map_err(|_| Closed)
-        }
-    }
-
-    fn receive(&mut self) -> impl Future<Output = Option<ClientJsonRpcMessage>> + Send {
-        self.incoming.recv()
-    }
-
-    async fn close(&mut self) -> Result<(), Self::Error> {
-        self.incoming.close();
-        Ok(())
-    }
-}
 
 /// A JSON-RPC error response for input that never became a request.
 #[derive(Debug, Clone, PartialEq)]
