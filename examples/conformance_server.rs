@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use comfyui_agent::config::HttpConfig;
+use comfyui_agent::transport::Shutdown;
 use comfyui_agent::transport::http::{router, serve};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ClientCapabilities,
@@ -76,14 +77,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..HttpConfig::default()
     };
     let shared = Arc::new(Shared::new());
-    let shutdown = comfyui_agent::shutdown_on_signal();
-    let app = router(
-        move || Fixture::new(shared.clone()),
-        &http,
-        shutdown.clone(),
-    );
+    let shutdown = Shutdown::immediate(comfyui_agent::shutdown_on_signal());
+    let app = router(move || Fixture::new(shared.clone()), &http, &shutdown);
     eprintln!("conformance-server listening on http://{bound}/mcp");
-    serve(app, listener, shutdown).await?;
+    serve(app, listener, &shutdown).await?;
     Ok(())
 }
 

@@ -1,6 +1,9 @@
 //! `AppState`: the one shared, cheaply cloned handle. No other shared state exists.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::error::StartupError;
@@ -18,6 +21,10 @@ struct Shared {
     config: Config,
     paths: PathPolicy,
     registry: Registry,
+    /// Every running tool call, so a shutdown can wait for them.
+    in_flight: TaskTracker,
+    /// Numbers sessions for logs.
+    sessions_started: AtomicU64,
 }
 
 impl AppState {
@@ -46,6 +53,8 @@ impl AppState {
                 config,
                 paths,
                 registry,
+                in_flight: TaskTracker::new(),
+                sessions_started: AtomicU64::new(0),
             }),
         })
     }
@@ -60,5 +69,15 @@ impl AppState {
 
     pub fn registry(&self) -> &Registry {
         &self.shared.registry
+    }
+
+    pub fn in_flight(&self) -> &TaskTracker {
+        &self.shared.in_flight
+    }
+
+    /// A short, unique label for a new session's logs, like `http-12`.
+    pub fn next_session_id(&self, transport: &str) -> String {
+        let n = self.shared.sessions_started.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("{transport}-{n}")
     }
 }

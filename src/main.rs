@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(comfyui_agent::run(cli));
     // A blocking stdin read never returns by itself; don't let it hold the exit up.
-    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    runtime.shutdown_timeout(std::time::Duration::from_millis(300));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

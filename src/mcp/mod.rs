@@ -195,8 +195,12 @@ impl ServerHandler for McpServer {
             log_level,
         };
         let started = Instant::now();
-        let running = registry.call(spec, cx.clone(), request.arguments);
-        // Tools that watch `cancelled` get to finish their own way first; the rest are dropped.
+        let running =
+            self.app
+                .in_flight()
+                .track_future(registry.call(spec, cx.clone(), request.arguments));
+        // A tool watching `cancelled` is polled once more and may return its own result; any
+        // other is dropped at the next await.
         let outcome = tokio::select! {
             biased;
             outcome = running => outcome,

@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::{Rejection, SHUTDOWN_GRACE, decode, legacy_sse};
+use super::{DRAIN_TIME, Rejection, SHUTDOWN_GRACE, Shutdown, decode, legacy_sse};
 use crate::app::AppState;
 use crate::config::HttpConfig;
 use crate::error::StartupError;
@@ -36,15 +36,41 @@ pub async fn bind(http: &HttpConfig) -> Result<TcpListener, StartupError> {
         })
 }
 
-/// Serves the product over HTTP until `shutdown`, then drains within the grace period.
+/// Time for the last results to reach their clients once every call has finished.
+const RESPONSE_FLUSH_TIME: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Serves the product over HTTP until `signal`; then stops accepting, lets in-flight calls
+/// finish (up to [`DRAIN_TIME`]), and only then closes sessions and streams.
 pub async fn serve_app(
     app: AppState,
     listener: TcpListener,
-    shutdown: CancellationToken,
+    signal: CancellationToken,
 ) -> Result<(), StartupError> {
     let http = app.config().http.clone();
-    let make = move || McpServer::new(app.clone(), uuid::Uuid::new_v4().simple().to_string());
-    serve(router(make, &http, shutdown.clone()), listener, shutdown).await
+    let shutdown = Shutdown {
+        requested: signal,
+        sessions: CancellationToken::new(),
+    };
+    let in_flight = app.in_flight().clone();
+    let phases = shutdown.clone();
+    tokio::spawn(async move {
+        phases.requested.cancelled().await;
+        in_flight.close();
+        if !in_flight.is_empty() {
+            match tokio::time::timeout(DRAIN_TIME, in_flight.wait()).await {
+                // The last results still have to travel from rmcp's session to the client.
+                Ok(()) => tokio::time::sleep(RESPONSE_FLUSH_TIME).await,
+                Err(_) => {
+                    tracing::warn!(
+                        "tool calls still running after {DRAIN_TIME:?}; closing sessions"
+                    );
+                }
+            }
+        }
+        phases.sessions.cancel();
+    });
+    let make = move || McpServer::new(app.clone(), app.next_session_id("http"));
+    serve(router(make, &http, &shutdown), listener, &shutdown).await
 }
 
 /// Runs `router` on `listener` with TCP_NODELAY on every connection (without it each small
@@ -52,7 +78,7 @@ pub async fn serve_app(
 pub async fn serve(
     router: Router,
     listener: TcpListener,
-    shutdown: CancellationToken,
+    shutdown: &Shutdown,
 ) -> Result<(), StartupError> {
     let addr = listener.local_addr().ok();
     let listener = listener.tap_io(|tcp| {
@@ -63,15 +89,16 @@ pub async fn serve(
     if let Some(addr) = addr {
         tracing::info!(%addr, "serving MCP over HTTP at /mcp (Streamable HTTP) and /sse (legacy)");
     }
-    let stop = shutdown.clone();
+    let stop = shutdown.requested.clone();
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         stop.cancelled().await;
     });
+    let requested = shutdown.requested.clone();
     let server = server.into_future();
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => result.map_err(|source| StartupError::Io { context: "serving HTTP", source }),
-        () = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+        () = async { requested.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
             tracing::warn!("connections did not close within {SHUTDOWN_GRACE:?}; exiting");
             Ok(())
         }
@@ -80,7 +107,7 @@ pub async fn serve(
 
 /// The HTTP surface for any handler: the product uses [`McpServer`], the conformance
 /// fixture server its own handler, behind the same guard.
-pub fn router<H, F>(make: F, http: &HttpConfig, shutdown: CancellationToken) -> Router
+pub fn router<H, F>(make: F, http: &HttpConfig, shutdown: &Shutdown) -> Router
 where
     H: ServerHandler,
     F: Fn() -> H + Clone + Send + Sync + 'static,
@@ -90,7 +117,7 @@ where
     let config = StreamableHttpServerConfig::default()
         .disable_allowed_hosts()
         .with_max_request_body_bytes(http.max_body_bytes)
-        .with_cancellation_token(shutdown.child_token());
+        .with_cancellation_token(shutdown.sessions.child_token());
     let make_streamable = make.clone();
     let streamable = StreamableHttpService::new(
         move || Ok(make_streamable()),
@@ -98,11 +125,15 @@ where
         config,
     );
     let health = Health {
-        shutdown: shutdown.clone(),
+        shutdown: shutdown.requested.clone(),
     };
     let mcp_routes = Router::new()
         .nest_service("/mcp", streamable)
-        .merge(legacy_sse::routes(make, http.max_body_bytes, shutdown))
+        .merge(legacy_sse::routes(
+            make,
+            http.max_body_bytes,
+            shutdown.sessions.clone(),
+        ))
         .layer(middleware::from_fn_with_state(guard, check));
     Router::new()
         .route("/healthz", get(healthz))

@@ -8,9 +8,33 @@ pub mod stdio;
 
 use rmcp::model::ClientJsonRpcMessage;
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
-/// How long in-flight calls get to finish after a shutdown signal.
-pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+/// The hard limit between a shutdown signal and exit (the process promises 10 s).
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(9);
+
+/// How long in-flight tool calls get to finish before sessions are closed under them.
+pub const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// The two phases of a graceful stop.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    /// Fired by the signal: stop accepting connections, report not ready.
+    pub requested: CancellationToken,
+    /// Fired once in-flight calls have finished (or the drain time ran out): close sessions
+    /// and their streams.
+    pub sessions: CancellationToken,
+}
+
+impl Shutdown {
+    /// One token for both phases, for servers with nothing to drain (test fixtures).
+    pub fn immediate(token: CancellationToken) -> Self {
+        Self {
+            requested: token.clone(),
+            sessions: token,
+        }
+    }
+}
 
 /// A JSON-RPC error response for input that never became a request.
 #[derive(Debug, Clone, PartialEq)]

@@ -128,3 +128,99 @@ async fn cancellation_reaches_the_running_tool_and_other_calls_proceed() {
         .await;
     assert_eq!(pipe.next().await["id"], 3);
 }
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct SleepParams {
+    millis: u64,
+}
+
+/// An HTTP server whose only tool sleeps, to catch calls in flight at shutdown.
+fn sleeping_app() -> AppState {
+    let spec = tool(
+        "sleep",
+        "Sleep",
+        "Sleeps for the given number of milliseconds, then says it finished.",
+        Hints::LOCAL_READ,
+        |_cx: ToolContext, params: SleepParams| async move {
+            tokio::time::sleep(Duration::from_millis(params.millis)).await;
+            Ok::<_, ToolError>(WaitOutput { finished: true })
+        },
+    );
+    let dir = std::env::temp_dir().join("comfyui-agent-inprocess-test");
+    let registry = Registry::new(vec![spec]).expect("registry");
+    AppState::with_registry(Config::for_data_dir(dir), registry).expect("app")
+}
+
+#[tokio::test]
+async fn shutdown_lets_an_http_call_in_flight_finish() {
+    let app = sleeping_app();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/mcp", listener.local_addr().expect("addr"));
+    let signal = CancellationToken::new();
+    let server = tokio::spawn(comfyui_agent::transport::http::serve_app(
+        app,
+        listener,
+        signal.clone(),
+    ));
+
+    let http = reqwest::Client::new();
+    let post = |body: Value, session: Option<String>| {
+        let mut request = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25")
+            .body(body.to_string());
+        if let Some(session) = session {
+            request = request.header("mcp-session-id", session);
+        }
+        request.send()
+    };
+    let init = post(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+               "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                          "clientInfo": {"name": "drain-test", "version": "1"}}}),
+        None,
+    )
+    .await
+    .expect("initialize");
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    let _ = init.text().await;
+    post(
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        Some(session.clone()),
+    )
+    .await
+    .expect("initialized");
+
+    let call = post(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+               "params": {"name": "sleep", "arguments": {"millis": 800}}}),
+        Some(session),
+    );
+    let stopper = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        signal.cancel();
+    };
+    let (response, ()) = tokio::join!(call, stopper);
+    let body = response
+        .expect("the call is answered")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        body.contains("\"finished\":true"),
+        "the in-flight call must finish, not be cancelled: {body}"
+    );
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the server stops after draining")
+        .expect("task")
+        .expect("clean exit");
+}
