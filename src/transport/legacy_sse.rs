@@ -23,6 +23,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use super::StartGate;
 use super::http::reject;
 
 /// The outgoing side closed: the client went away.
@@ -34,6 +35,7 @@ pub struct Closed;
 /// serialised lines out (to the event stream).
 #[derive(Debug)]
 pub struct ChannelTransport {
+    gate: StartGate,
     outgoing: mpsc::Sender<String>,
     incoming: mpsc::Receiver<ClientJsonRpcMessage>,
 }
@@ -43,7 +45,11 @@ impl ChannelTransport {
         outgoing: mpsc::Sender<String>,
         incoming: mpsc::Receiver<ClientJsonRpcMessage>,
     ) -> Self {
-        Self { outgoing, incoming }
+        Self {
+            gate: StartGate::default(),
+            outgoing,
+            incoming,
+        }
     }
 }
 
@@ -64,8 +70,13 @@ impl Transport<RoleServer> for ChannelTransport {
         }
     }
 
-    fn receive(&mut self) -> impl Future<Output = Option<ClientJsonRpcMessage>> + Send {
-        self.incoming.recv()
+    async fn receive(&mut self) -> Option<ClientJsonRpcMessage> {
+        loop {
+            let message = self.incoming.recv().await?;
+            if self.gate.admit(&message) {
+                return Some(message);
+            }
+        }
     }
 
     async fn close(&mut self) -> Result<(), Self::Error> {

@@ -55,6 +55,26 @@ impl Rejection {
     }
 }
 
+/// rmcp ends a session whose first message is not a request, so a stray notification or
+/// response before the first request is dropped (JSON-RPC answers neither) instead.
+#[derive(Debug, Default)]
+pub(crate) struct StartGate {
+    started: bool,
+}
+
+impl StartGate {
+    /// Whether `message` may go on to rmcp.
+    pub(crate) fn admit(&mut self, message: &ClientJsonRpcMessage) -> bool {
+        if matches!(message, ClientJsonRpcMessage::Request(_)) {
+            self.started = true;
+        }
+        if !self.started {
+            tracing::debug!("dropped a notification or response sent before the first request");
+        }
+        self.started
+    }
+}
+
 pub const PARSE_ERROR: i64 = -32700;
 pub const INVALID_REQUEST: i64 = -32600;
 
@@ -89,6 +109,9 @@ pub fn decode(bytes: &[u8]) -> Result<ClientJsonRpcMessage, Rejection> {
             .to_string(),
         Value::Object(object) if object.get("jsonrpc") != Some(&Value::from("2.0")) => {
             "Invalid request: the message must have \"jsonrpc\": \"2.0\".".to_string()
+        }
+        Value::Object(object) if !object.contains_key("method") && !object.contains_key("result") && !object.contains_key("error") => {
+            "Invalid request: the message needs a \"method\" (or a \"result\" or \"error\" if it is a response).".to_string()
         }
         Value::Object(_) => format!("Invalid request: {error}."),
         _ => "Invalid request: a JSON-RPC message is a JSON object.".to_string(),

@@ -5,13 +5,14 @@
 use std::sync::Arc;
 
 use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::service::ServerInitializeError;
 use rmcp::transport::Transport;
 use rmcp::{RoleServer, ServerHandler, ServiceExt};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::{INVALID_REQUEST, Rejection, SHUTDOWN_GRACE, decode};
+use super::{INVALID_REQUEST, Rejection, SHUTDOWN_GRACE, StartGate, decode};
 use crate::app::AppState;
 use crate::error::StartupError;
 use crate::mcp::McpServer;
@@ -44,6 +45,7 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let transport = StdioTransport {
+        gate: StartGate::default(),
         lines: LineReader::new(input, max_message_bytes),
         output: Arc::new(Mutex::new(output)),
         shutdown: shutdown.clone(),
@@ -61,7 +63,10 @@ where
             }
         }
         // A client that leaves before initializing is not a server failure.
-        Err(error) => tracing::info!(%error, "the client closed the session before it started"),
+        Err(ServerInitializeError::ConnectionClosed(_) | ServerInitializeError::Cancelled) => {
+            tracing::info!("the client closed the session before it started");
+        }
+        Err(error) => tracing::warn!(%error, "the session could not start"),
     }
     Ok(())
 }
@@ -69,6 +74,7 @@ where
 /// Reads and writes the lines itself, in rmcp's own task: no extra tasks or channels sit
 /// between the pipe and rmcp, and malformed lines are answered here rather than dropped.
 struct StdioTransport<R, W> {
+    gate: StartGate,
     lines: LineReader<R>,
     /// Whole frames are written under the lock, so concurrent responses never interleave.
     output: Arc<Mutex<W>>,
@@ -132,7 +138,8 @@ where
                         continue;
                     }
                     match decode(text) {
-                        Ok(message) => return Some(message),
+                        Ok(message) if self.gate.admit(&message) => return Some(message),
+                        Ok(_) => continue,
                         Err(rejection) => rejection,
                     }
                 }

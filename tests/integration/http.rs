@@ -444,13 +444,20 @@ async fn a_dropped_legacy_stream_ends_its_session() {
         .find_map(|l| l.strip_prefix("data: "))
         .expect("endpoint data")
         .to_string();
+    let post = |body: Value| http.post(server.url(&path)).body(body.to_string()).send();
+    // A live session: a stray notification first (dropped), then initialize is answered.
+    let stray = post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await;
+    assert_eq!(stray.expect("post").status(), 202);
+    assert_eq!(post(initialize_body()).await.expect("post").status(), 202);
+    let reply = events.next_event().await;
+    assert_eq!(
+        rpc_payload(&reply)["result"]["serverInfo"]["name"],
+        "comfyui-agent"
+    );
     drop(events);
-    // The server notices the closed connection on its next write or keep-alive; poll.
-    for _ in 0..100 {
-        let status = http
-            .post(server.url(&path))
-            .body(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string())
-            .send()
+    // The server notices the closed connection on its next write; poll with pings.
+    for id in 0..100 {
+        let status = post(json!({"jsonrpc": "2.0", "id": id + 10, "method": "ping"}))
             .await
             .expect("post")
             .status();

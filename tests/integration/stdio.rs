@@ -185,6 +185,10 @@ async fn malformed_lines_are_answered_and_the_process_keeps_serving() {
     assert_eq!(reply["error"]["code"], -32700);
     assert_eq!(reply["id"], Value::Null);
 
+    // A stray notification before initialize is dropped, not fatal.
+    server
+        .send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await;
     let init = server.initialize().await;
     assert_eq!(init["result"]["serverInfo"]["name"], "comfyui-agent");
 
