@@ -327,7 +327,10 @@ async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next) ->
     if declared.is_some_and(|n| n > guard.max_body_bytes) {
         return too_large(guard.max_body_bytes);
     }
-    if request.method() == Method::POST && request.uri().path() == "/mcp" {
+    let path = request.uri().path();
+    let carries_message =
+        path == "/mcp" || path.starts_with("/mcp/") || path == "/messages" || path == "/message";
+    if request.method() == Method::POST && carries_message {
         return check_body(&guard, request, next).await;
     }
     next.run(request).await
@@ -349,7 +352,14 @@ async fn check_body(guard: &Guard, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, guard.max_body_bytes).await {
         Ok(bytes) => bytes,
-        Err(_) => return too_large(guard.max_body_bytes),
+        Err(error) if is_length_limit(&error) => return too_large(guard.max_body_bytes),
+        Err(error) => {
+            return reject(
+                StatusCode::BAD_REQUEST,
+                -32600,
+                format!("The request body could not be read ({error}). Send it again."),
+            );
+        }
     };
     if let Err(rejection) = decode(&bytes) {
         let status = StatusCode::BAD_REQUEST;
@@ -365,6 +375,17 @@ async fn check_body(guard: &Guard, request: Request, next: Next) -> Response {
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
+}
+
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if current.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = current.source();
+    }
+    false
 }
 
 #[cfg(test)]

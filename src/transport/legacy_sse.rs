@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -91,7 +91,6 @@ type Sessions = Arc<Mutex<HashMap<String, mpsc::Sender<ClientJsonRpcMessage>>>>;
 struct Bridge<F> {
     make: F,
     sessions: Sessions,
-    max_body_bytes: usize,
     shutdown: CancellationToken,
 }
 
@@ -104,13 +103,14 @@ where
     let bridge = Arc::new(Bridge {
         make,
         sessions: Sessions::default(),
-        max_body_bytes,
         shutdown,
     });
     Router::new()
         .route("/sse", get(open::<H, F>))
         .route("/messages", post(deliver::<F>))
         .route("/message", post(deliver::<F>))
+        // The guard has already capped and checked the body; this only lifts axum's default.
+        .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(bridge)
 }
 
@@ -212,16 +212,6 @@ async fn deliver<F>(
             "Unknown or closed session: open a new stream at /sse.",
         );
     };
-    if body.len() > bridge.max_body_bytes {
-        return reject(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            -32600,
-            format!(
-                "Payload too large: requests are limited to {} bytes.",
-                bridge.max_body_bytes
-            ),
-        );
-    }
     let message = match super::decode(&body) {
         Ok(message) => message,
         Err(rejection) => {

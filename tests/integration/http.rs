@@ -30,9 +30,14 @@ async fn post_mcp(
 
 /// The server answers 413 without reading the body and may close the connection before the
 /// client has finished sending it; a send error is the same refusal seen from the client.
-async fn assert_too_large(client: &reqwest::Client, server: &HttpServer, body: reqwest::Body) {
+async fn assert_too_large(
+    client: &reqwest::Client,
+    server: &HttpServer,
+    path: &str,
+    body: reqwest::Body,
+) {
     let outcome = client
-        .post(server.url("/mcp"))
+        .post(server.url(path))
         .header("content-type", "application/json")
         .header("accept", ACCEPT)
         .body(body)
@@ -177,9 +182,15 @@ async fn malformed_batched_and_oversize_bodies_get_clear_errors() {
     // Refused from Content-Length alone, and as a chunked body streams in past the limit.
     let huge =
         json!({"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"pad": "x".repeat(70_000)}});
-    assert_too_large(&http, &server, huge.to_string().into()).await;
-    let chunks = futures::stream::iter((0..20).map(|_| Ok::<_, std::io::Error>(vec![b' '; 8192])));
-    assert_too_large(&http, &server, reqwest::Body::wrap_stream(chunks)).await;
+    assert_too_large(&http, &server, "/mcp", huge.to_string().into()).await;
+    let chunks = || {
+        reqwest::Body::wrap_stream(futures::stream::iter(
+            (0..20).map(|_| Ok::<_, std::io::Error>(vec![b' '; 8192])),
+        ))
+    };
+    assert_too_large(&http, &server, "/mcp", chunks()).await;
+    // The legacy endpoint has the same limit, whatever the session id.
+    assert_too_large(&http, &server, "/messages?sessionId=any", chunks()).await;
 
     // The server is still fine.
     let response = post_mcp(&http, &server, initialize_body().to_string(), &[]).await;
