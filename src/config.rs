@@ -9,6 +9,7 @@ use url::Url;
 
 use crate::cli::{Cli, Command, ServeArgs};
 use crate::error::ConfigError;
+use crate::paths::expand_home;
 
 pub const ENV_COMFYUI_URL: &str = "COMFYUI_URL";
 pub const ENV_COMFYUI_HOST: &str = "COMFYUI_HOST";
@@ -73,7 +74,12 @@ impl Env {
                 ));
             }
         }
-        vars.extend(std::env::vars());
+        // Non-UTF-8 values can't be settings of ours; skip them rather than panic.
+        vars.extend(
+            std::env::vars_os().filter_map(|(key, value)| {
+                Some((key.into_string().ok()?, value.into_string().ok()?))
+            }),
+        );
         Ok(Self { vars })
     }
 
@@ -156,11 +162,18 @@ impl Config {
         let comfyui_dir = comfyui_dir(cli.comfyui_dir.as_deref(), env)?;
         let data_dir = data_dir(cli.data_dir.as_deref(), env)?;
         let extra_roots = extra_roots(env)?;
-        let default_args = ServeArgs::default();
-        let http = http_config(serve.unwrap_or(&default_args), env)?;
-        if serve.is_some() {
-            require_token_off_loopback(&http)?;
-        }
+        // HTTP settings are checked only when serving HTTP; stdio needs just the size limit.
+        let http = match serve {
+            Some(args) => {
+                let http = http_config(args, env)?;
+                require_token_off_loopback(&http)?;
+                http
+            }
+            None => HttpConfig {
+                max_body_bytes: max_body_bytes(&ServeArgs::default(), env)?,
+                ..HttpConfig::default()
+            },
+        };
         Ok(Self {
             comfyui_url,
             comfyui_dir,
@@ -205,18 +218,29 @@ fn comfyui_url(flag: Option<&str>, env: &Env) -> Result<Url, ConfigError> {
             )
         })?,
     };
-    let host = host.unwrap_or("127.0.0.1");
-    let host = host
-        .strip_prefix("http://")
-        .or_else(|| host.strip_prefix("https://"))
-        .unwrap_or(host)
-        .trim_end_matches('/');
-    let bracketed = if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
+    let raw_host = host.unwrap_or("127.0.0.1");
+    // Accept what people write: `gpu-box`, `gpu-box:8190`, `https://gpu-box`, `::1`, `[::1]`.
+    let (scheme, rest) = match raw_host.split_once("://") {
+        Some((scheme, rest)) => (scheme, rest),
+        None => ("http", raw_host),
     };
-    parse_comfyui_url(ENV_COMFYUI_HOST, &format!("http://{bracketed}:{port}/"))
+    let rest = rest.trim_end_matches('/');
+    let bare_ipv6 =
+        rest.contains(':') && !rest.starts_with('[') && rest.parse::<std::net::Ipv6Addr>().is_ok();
+    let authority = if bare_ipv6 {
+        format!("[{rest}]:{port}")
+    } else if rest
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        rest.to_string()
+    } else {
+        format!("{rest}:{port}")
+    };
+    parse_comfyui_url(ENV_COMFYUI_HOST, &format!("{scheme}://{authority}/")).map_err(|mut error| {
+        error.value = raw_host.to_string();
+        error
+    })
 }
 
 fn parse_comfyui_url(setting: &'static str, raw: &str) -> Result<Url, ConfigError> {
@@ -253,13 +277,6 @@ fn parse_comfyui_url(setting: &'static str, raw: &str) -> Result<Url, ConfigErro
         url.set_path(&path);
     }
     Ok(url)
-}
-
-fn expand_home(path: &Path) -> PathBuf {
-    match path.strip_prefix("~") {
-        Ok(rest) => dirs::home_dir().map_or_else(|| path.to_path_buf(), |home| home.join(rest)),
-        Err(_) => path.to_path_buf(),
-    }
 }
 
 fn comfyui_dir(flag: Option<&Path>, env: &Env) -> Result<Option<PathBuf>, ConfigError> {
@@ -380,34 +397,20 @@ fn http_config(args: &ServeArgs, env: &Env) -> Result<HttpConfig, ConfigError> {
     let allowed_origins = list(&args.allowed_origins, env, ENV_ALLOWED_ORIGINS);
     for origin in &allowed_origins {
         if origin != "*" && Url::parse(origin).map_or(true, |u| u.host_str().is_none()) {
+            let setting = if args.allowed_origins.contains(origin) {
+                "--allowed-origin"
+            } else {
+                ENV_ALLOWED_ORIGINS
+            };
             return Err(ConfigError::new(
-                ENV_ALLOWED_ORIGINS,
+                setting,
                 origin.clone(),
                 "which is not an origin",
                 "Use scheme://host[:port], like https://app.example.com, or * for any.",
             ));
         }
     }
-    let max_body_bytes = match (args.max_body_bytes, env.get(ENV_MAX_BODY_BYTES)) {
-        (Some(n), _) => n,
-        (None, Some(raw)) => raw.parse().map_err(|_| {
-            ConfigError::new(
-                ENV_MAX_BODY_BYTES,
-                raw,
-                "which is not a whole number of bytes",
-                "Use a number like 4194304 (4 MiB).",
-            )
-        })?,
-        (None, None) => DEFAULT_MAX_BODY_BYTES,
-    };
-    if max_body_bytes < 1024 {
-        return Err(ConfigError::new(
-            ENV_MAX_BODY_BYTES,
-            max_body_bytes.to_string(),
-            "which is too small for any MCP request",
-            "Use at least 1024; the default is 4194304 (4 MiB).",
-        ));
-    }
+    let max_body_bytes = max_body_bytes(args, env)?;
     Ok(HttpConfig {
         bind,
         token,
@@ -417,12 +420,39 @@ fn http_config(args: &ServeArgs, env: &Env) -> Result<HttpConfig, ConfigError> {
     })
 }
 
+fn max_body_bytes(args: &ServeArgs, env: &Env) -> Result<usize, ConfigError> {
+    let (setting, value) = match (args.max_body_bytes, env.get(ENV_MAX_BODY_BYTES)) {
+        (Some(n), _) => ("--max-body-bytes", n),
+        (None, Some(raw)) => (
+            ENV_MAX_BODY_BYTES,
+            raw.parse().map_err(|_| {
+                ConfigError::new(
+                    ENV_MAX_BODY_BYTES,
+                    raw,
+                    "which is not a whole number of bytes",
+                    "Use a number like 4194304 (4 MiB).",
+                )
+            })?,
+        ),
+        (None, None) => return Ok(DEFAULT_MAX_BODY_BYTES),
+    };
+    if value < 1024 {
+        return Err(ConfigError::new(
+            setting,
+            value.to_string(),
+            "which is too small for any MCP request",
+            "Use at least 1024; the default is 4194304 (4 MiB).",
+        ));
+    }
+    Ok(value)
+}
+
 fn require_token_off_loopback(http: &HttpConfig) -> Result<(), ConfigError> {
     if http.bind.ip().is_loopback() || http.token.is_some() {
         return Ok(());
     }
     Err(ConfigError::new(
-        ENV_BIND,
+        "COMFYUI_AGENT_BIND (or --bind)",
         http.bind.to_string(),
         "which other machines can reach, and no token is set",
         "Set COMFYUI_AGENT_TOKEN (or --token) to a long random secret, or bind to 127.0.0.1.",
@@ -476,6 +506,12 @@ mod tests {
         assert_eq!(config.comfyui_url.as_str(), "http://gpu-box:8190/");
         let config = resolve(&["mcp"], &[("COMFYUI_HOST", "::1")]).expect("valid");
         assert_eq!(config.comfyui_url.as_str(), "http://[::1]:8188/");
+        let config = resolve(&["mcp"], &[("COMFYUI_HOST", "gpu-box:8190")]).expect("valid");
+        assert_eq!(config.comfyui_url.as_str(), "http://gpu-box:8190/");
+        let config = resolve(&["mcp"], &[("COMFYUI_HOST", "https://gpu-box")]).expect("valid");
+        assert_eq!(config.comfyui_url.as_str(), "https://gpu-box:8188/");
+        let error = resolve(&["mcp"], &[("COMFYUI_HOST", "ftp://gpu box")]).expect_err("bad");
+        assert_eq!(error.value, "ftp://gpu box");
     }
 
     #[test]
@@ -540,7 +576,7 @@ mod tests {
     #[test]
     fn serving_off_loopback_needs_a_token() {
         let error = resolve(&["serve", "--bind", "0.0.0.0:8765"], &[]).expect_err("no token");
-        assert_eq!(error.setting, "COMFYUI_AGENT_BIND");
+        assert!(error.setting.starts_with("COMFYUI_AGENT_BIND"));
         assert!(error.to_string().contains("COMFYUI_AGENT_TOKEN"));
         let config = resolve(
             &["serve", "--bind", "0.0.0.0:8765"],
@@ -551,8 +587,18 @@ mod tests {
             config.http.token.as_ref().map(Secret::expose),
             Some("s3cret-token")
         );
-        // The MCP stdio mode ignores the bind address.
+        // The MCP stdio mode ignores HTTP-only settings, even broken ones.
         resolve(&["mcp"], &[("COMFYUI_AGENT_BIND", "0.0.0.0:1")]).expect("stdio ignores bind");
+        resolve(
+            &["mcp"],
+            &[
+                ("COMFYUI_AGENT_BIND", "nonsense"),
+                ("COMFYUI_AGENT_TOKEN", "a b"),
+            ],
+        )
+        .expect("stdio ignores HTTP settings");
+        let stdio = resolve(&["mcp"], &[("COMFYUI_AGENT_MAX_BODY_BYTES", "2048")]).expect("valid");
+        assert_eq!(stdio.http.max_body_bytes, 2048);
     }
 
     #[test]

@@ -156,7 +156,7 @@ impl ToolError {
     fn hint(&self) -> &'static str {
         match self {
             Self::Path(PathError::OutsideRoots { .. }) => {
-                "Use a file inside one of those folders, or add its folder to COMFYUI_AGENT_ALLOWED_ROOTS."
+                "Use a file inside one of those folders, or let the server use its folder: set COMFYUI_DIR to your ComfyUI folder, or add the folder to COMFYUI_AGENT_ALLOWED_ROOTS."
             }
             Self::Path(PathError::NotFound { .. }) | Self::Path(PathError::NotAFile { .. }) => {
                 "Check the path (absolute, or relative to the ComfyUI folder) and try again."
@@ -167,7 +167,9 @@ impl ToolError {
             Self::BadFile { .. } => {
                 "Export the workflow again from ComfyUI (Save or Export (API)) and pass that file."
             }
-            Self::Cancelled => "Nothing was changed.",
+            Self::Cancelled => {
+                "The call was stopped before it finished; call the tool again if you still need it."
+            }
             Self::Internal(_) => {
                 "This is a bug in comfyui-agent; the server keeps running. Please report it with the server log."
             }

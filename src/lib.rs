@@ -49,14 +49,18 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
     }
 }
 
-/// A token cancelled on SIGTERM or Ctrl-C (Ctrl-Break and console close on Windows).
+/// A token cancelled on SIGTERM or Ctrl-C (Ctrl-Break and console close on Windows). A
+/// second signal exits at once.
 pub fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let trigger = token.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutdown requested; finishing in-flight calls");
+        tracing::info!("shutdown requested; finishing in-flight calls (signal again to force)");
         trigger.cancel();
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(130);
     });
     token
 }

@@ -14,13 +14,13 @@ pub struct PathPolicy {
 }
 
 impl PathPolicy {
-    /// The ComfyUI folder first (relative paths resolve against it), then the data folder,
-    /// then any extra roots from `COMFYUI_AGENT_ALLOWED_ROOTS`.
+    /// The ComfyUI folder first (relative paths resolve against it), then any extra roots
+    /// from `COMFYUI_AGENT_ALLOWED_ROOTS`. The data folder is not a root: it holds every
+    /// session's state, which no client may read through a path.
     pub fn from_config(config: &Config) -> Self {
         let roots = config
             .comfyui_dir
             .iter()
-            .chain(std::iter::once(&config.data_dir))
             .chain(&config.extra_roots)
             .map(|root| canonical_or_normalised(root))
             .collect();
@@ -103,11 +103,7 @@ impl PathPolicy {
         if raw_trimmed.is_empty() {
             return Err(PathError::Empty);
         }
-        let path = Path::new(raw_trimmed);
-        let path = match path.strip_prefix("~") {
-            Ok(rest) => dirs::home_dir().map_or_else(|| path.to_path_buf(), |home| home.join(rest)),
-            Err(_) => path.to_path_buf(),
-        };
+        let path = expand_home(Path::new(raw_trimmed));
         if path.is_absolute() {
             return Ok(path);
         }
@@ -139,6 +135,14 @@ impl PathPolicy {
             path: raw.into(),
             roots,
         }
+    }
+}
+
+/// `~/x` becomes `$HOME/x`; other paths are returned as they are.
+pub fn expand_home(path: &Path) -> PathBuf {
+    match path.strip_prefix("~") {
+        Ok(rest) => dirs::home_dir().map_or_else(|| path.to_path_buf(), |home| home.join(rest)),
+        Err(_) => path.to_path_buf(),
     }
 }
 

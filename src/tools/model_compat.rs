@@ -186,8 +186,8 @@ async fn check_model_compatibility(
         })?;
         names.extend(found);
     }
-    names.retain(|n| !n.trim().is_empty());
-    names.dedup();
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| !n.trim().is_empty() && seen.insert(n.clone()));
     if names.is_empty() {
         return Err(ToolError::rejected(
             "No models to check.",

@@ -180,14 +180,20 @@ impl Guard {
         if !http.bind.ip().is_unspecified() {
             allowed_hosts.push(http.bind.ip().to_string());
         }
-        allowed_hosts.extend(http.allowed_hosts.iter().map(|h| h.to_ascii_lowercase()));
+        allowed_hosts.extend(http.allowed_hosts.iter().map(|h| normal_host(h)));
         let any_host = http.allowed_hosts.iter().any(|h| h == "*");
         let allowed_origins: Vec<String> = http
             .allowed_origins
             .iter()
-            .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+            .map(|o| normal_origin(o).unwrap_or_else(|| o.clone()))
             .collect();
         let any_origin = allowed_origins.iter().any(|o| o == "*");
+        if http.bind.ip().is_unspecified() && !any_host && http.allowed_hosts.is_empty() {
+            tracing::warn!(
+                "listening on every address, but only loopback Host names are accepted: add the \
+                 names clients use to reach this machine to COMFYUI_AGENT_ALLOWED_HOSTS"
+            );
+        }
         Self {
             allowed_hosts,
             any_host,
@@ -199,18 +205,16 @@ impl Guard {
     }
 
     fn host_allowed(&self, host: &str) -> bool {
-        if self.any_host {
-            return true;
-        }
-        let name = host_name(host).to_ascii_lowercase();
-        self.allowed_hosts.contains(&name)
+        self.any_host || self.allowed_hosts.contains(&normal_host(host))
     }
 
     fn origin_allowed(&self, origin: &str) -> bool {
         if self.any_origin {
             return true;
         }
-        let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+        let Some(origin) = normal_origin(origin) else {
+            return false;
+        };
         if self.allowed_origins.contains(&origin) {
             return true;
         }
@@ -235,14 +239,26 @@ impl Guard {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .unwrap_or_default();
         presented.len() == expected.len() && bool::from(presented.as_bytes().ct_eq(expected))
     }
+}
+
+/// A Host value or allow-list entry as compared: name only, lower case, no trailing dot.
+fn normal_host(host: &str) -> String {
+    host_name(host.trim())
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+}
+
+/// An origin as browsers send it (`https://app.example.com`, default port left out).
+fn normal_origin(origin: &str) -> Option<String> {
+    let url = url::Url::parse(origin.trim()).ok()?;
+    let origin = url.origin();
+    origin.is_tuple().then(|| origin.ascii_serialization())
 }
 
 /// The name part of a Host header: `[::1]:8765` → `::1`, `localhost:8765` → `localhost`.
@@ -289,8 +305,11 @@ async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next) ->
             return reject(
                 StatusCode::FORBIDDEN,
                 -32000,
-                "Forbidden: this Host is not allowed. Connect through localhost, or add the host \
-                 name to COMFYUI_AGENT_ALLOWED_HOSTS.",
+                format!(
+                    "Forbidden: the Host {:?} is not allowed. Connect through localhost, or add \
+                     that name to COMFYUI_AGENT_ALLOWED_HOSTS.",
+                    other.unwrap_or_default()
+                ),
             );
         }
     }
@@ -301,8 +320,11 @@ async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next) ->
             return reject(
                 StatusCode::FORBIDDEN,
                 -32000,
-                "Forbidden: this Origin is not allowed. Add it to COMFYUI_AGENT_ALLOWED_ORIGINS to \
-                 let that page connect.",
+                format!(
+                    "Forbidden: the Origin {:?} is not allowed. Add it to \
+                     COMFYUI_AGENT_ALLOWED_ORIGINS to let that page connect.",
+                    origin.to_str().unwrap_or_default()
+                ),
             );
         }
     }
@@ -419,6 +441,8 @@ mod tests {
         assert!(g.host_allowed("[::1]:1"));
         assert!(!g.host_allowed("evil.example:8765"));
         assert!(guard(&["box.lan"], &[], None).host_allowed("box.lan:8765"));
+        assert!(guard(&["Box.LAN.:8765"], &[], None).host_allowed("box.lan"));
+        assert!(guard(&["[fe80::1]"], &[], None).host_allowed("[fe80::1]:8765"));
         assert!(guard(&["*"], &[], None).host_allowed("anything"));
     }
 
@@ -431,6 +455,8 @@ mod tests {
         assert!(!g.origin_allowed("https://evil.example"));
         assert!(!g.origin_allowed("null"));
         assert!(!g.origin_allowed("http://localhost.evil.example"));
+        let explicit_port = guard(&[], &["https://app.example.com:443/"], None);
+        assert!(explicit_port.origin_allowed("https://app.example.com"));
     }
 
     #[test]
