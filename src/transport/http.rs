@@ -274,19 +274,25 @@ fn host_name(host: &str) -> &str {
 
 /// An HTTP error whose body is a JSON-RPC error, which every MCP client can read.
 pub(crate) fn reject(status: StatusCode, code: i64, message: impl Into<String>) -> Response {
-    let body = Rejection {
-        code,
-        id: serde_json::Value::Null,
-        message: message.into(),
-    }
-    .to_json();
+    respond(
+        status,
+        &Rejection {
+            code,
+            id: serde_json::Value::Null,
+            message: message.into(),
+        },
+    )
+}
+
+/// `rejection` as an HTTP response with `status`.
+pub(crate) fn respond(status: StatusCode, rejection: &Rejection) -> Response {
     (
         status,
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        body,
+        rejection.to_json(),
     )
         .into_response()
 }
@@ -384,16 +390,7 @@ async fn check_body(guard: &Guard, request: Request, next: Next) -> Response {
         }
     };
     if let Err(rejection) = decode(&bytes) {
-        let status = StatusCode::BAD_REQUEST;
-        return (
-            status,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            rejection.to_json(),
-        )
-            .into_response();
+        return respond(StatusCode::BAD_REQUEST, &rejection);
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await

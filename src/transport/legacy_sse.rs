@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
 use rmcp::transport::Transport;
 use rmcp::{RoleServer, ServerHandler, ServiceExt};
@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::StartGate;
-use super::http::reject;
+use super::http::{reject, respond};
 
 /// The outgoing side closed: the client went away.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +85,12 @@ impl Transport<RoleServer> for ChannelTransport {
     }
 }
 
+/// How long a new stream may go without its first request.
+const INIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Open legacy streams allowed at once; more get 503 rather than exhausting the process.
+const MAX_SESSIONS: usize = 1024;
+
 /// Sessions by id. Lives in the router's state, not in a global.
 type Sessions = Arc<Mutex<HashMap<String, mpsc::Sender<ClientJsonRpcMessage>>>>;
 
@@ -131,9 +137,7 @@ impl Drop for SessionGuard {
     }
 }
 
-async fn open<H, F>(
-    State(bridge): State<Arc<Bridge<F>>>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>>
+async fn open<H, F>(State(bridge): State<Arc<Bridge<F>>>) -> Response
 where
     H: ServerHandler,
     F: Fn() -> H + Clone + Send + Sync + 'static,
@@ -141,22 +145,31 @@ where
     let id = uuid::Uuid::new_v4().simple().to_string();
     let (in_tx, in_rx) = mpsc::channel(64);
     let (out_tx, out_rx) = mpsc::channel::<String>(64);
-    bridge
-        .sessions
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(id.clone(), in_tx);
+    {
+        let mut sessions = bridge.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if sessions.len() >= MAX_SESSIONS {
+            return reject(
+                StatusCode::SERVICE_UNAVAILABLE,
+                -32000,
+                "Too many open SSE streams; close some, or use Streamable HTTP at /mcp.",
+            );
+        }
+        sessions.insert(id.clone(), in_tx);
+    }
     let session_stop = bridge.shutdown.child_token();
     let handler = (bridge.make)();
     let stop = session_stop.clone();
     let session = id.clone();
     tokio::spawn(async move {
         let transport = ChannelTransport::new(out_tx, in_rx);
-        match handler.serve_with_ct(transport, stop).await {
-            Ok(running) => {
+        // A stream that never initializes is closed, as rmcp does for Streamable HTTP.
+        let started = tokio::time::timeout(INIT_TIMEOUT, handler.serve_with_ct(transport, stop));
+        match started.await {
+            Ok(Ok(running)) => {
                 let _ = running.waiting().await;
             }
-            Err(error) => tracing::debug!(%session, %error, "legacy SSE session ended early"),
+            Ok(Err(error)) => tracing::debug!(%session, %error, "legacy SSE session ended early"),
+            Err(_) => tracing::debug!(%session, "legacy SSE session never initialized; closed"),
         }
     });
     tracing::debug!(session = %id, "legacy SSE session opened");
@@ -177,8 +190,10 @@ where
     let stream = futures::stream::once(async move { endpoint })
         .chain(messages)
         .take_until(async move { shutdown.cancelled().await })
-        .map(Ok);
-    Sse::new(stream).keep_alive(KeepAlive::default())
+        .map(Ok::<_, Infallible>);
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,14 +229,7 @@ async fn deliver<F>(
     };
     let message = match super::decode(&body) {
         Ok(message) => message,
-        Err(rejection) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                [(axum::http::header::CONTENT_TYPE, "application/json")],
-                rejection.to_json(),
-            )
-                .into_response();
-        }
+        Err(rejection) => return respond(StatusCode::BAD_REQUEST, &rejection),
     };
     match sender.send(message).await {
         Ok(()) => (StatusCode::ACCEPTED, "Accepted").into_response(),
