@@ -1,7 +1,7 @@
 //! `AppState`: the one shared, cheaply cloned handle. No other shared state exists.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio_util::task::TaskTracker;
 
@@ -25,6 +25,8 @@ struct Shared {
     in_flight: TaskTracker,
     /// Numbers sessions for logs.
     sessions_started: AtomicU64,
+    /// Whether the validators' background compile has been started.
+    warm_up_started: AtomicBool,
 }
 
 impl AppState {
@@ -33,9 +35,13 @@ impl AppState {
         Self::with_registry(config, Registry::new(crate::tools::all())?)
     }
 
-    /// Compiles the argument validators on a background thread, so a server's handshake
-    /// doesn't wait for them and its first call finds them ready.
+    /// Compiles the argument validators on a background thread, once per process. Started
+    /// when the first client initializes, so it competes with neither start-up nor the
+    /// handshake, and the first call finds them ready.
     pub fn warm_up_in_background(&self) {
+        if self.shared.warm_up_started.swap(true, Ordering::Relaxed) {
+            return;
+        }
         let app = self.clone();
         let spawned = std::thread::Builder::new()
             .name("registry-warm-up".into())
@@ -55,6 +61,7 @@ impl AppState {
                 registry,
                 in_flight: TaskTracker::new(),
                 sessions_started: AtomicU64::new(0),
+                warm_up_started: AtomicBool::new(false),
             }),
         })
     }

@@ -30,13 +30,11 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
     match cli.command {
         Command::Mcp => {
             let app = AppState::new(config)?;
-            app.warm_up_in_background();
             let shutdown = shutdown_on_signal();
             transport::stdio::serve(app, shutdown).await
         }
         Command::Serve(_) => {
             let app = AppState::new(config)?;
-            app.warm_up_in_background();
             let http = app.config().http.clone();
             let listener = transport::http::bind(&http).await?;
             let shutdown = shutdown_on_signal();

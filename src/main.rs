@@ -30,14 +30,27 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr only: in stdio mode stdout belongs to the protocol.
+/// Logs go to stderr only: in stdio mode stdout belongs to the protocol. Without RUST_LOG a
+/// fixed filter is used: parsing RUST_LOG's full syntax costs start-up time.
 fn init_logging() {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => {
+            let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
+            tracing_subscriber::registry().with(fmt).with(filter).init();
+        }
+        _ => {
+            let filter = Targets::new()
+                .with_default(LevelFilter::INFO)
+                .with_target("rmcp", LevelFilter::WARN);
+            tracing_subscriber::registry().with(fmt).with(filter).init();
+        }
+    }
 }

@@ -13,7 +13,7 @@ use rmcp::model::{
     InitializeResult, ListToolsResult, LoggingMessageNotificationParam, PaginatedRequestParams,
     ServerCapabilities, ServerConfig, SetLevelRequestParams, Tool,
 };
-use rmcp::service::{Peer, RequestContext};
+use rmcp::service::{NotificationContext, Peer, RequestContext};
 use rmcp::{RoleServer, ServerHandler};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -141,6 +141,12 @@ impl ServerHandler for McpServer {
         self.negotiate_initialize(&request)
     }
 
+    /// The handshake is done: compile the validators now, off the path of the initialize
+    /// response, so the first call finds them ready.
+    async fn on_initialized(&self, _context: NotificationContext<RoleServer>) {
+        self.app.warm_up_in_background();
+    }
+
     async fn set_level(
         &self,
         request: SetLevelRequestParams,
@@ -155,6 +161,8 @@ impl ServerHandler for McpServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
+        // Clients on 2026-07-28 skip initialize; listing tools is their first step instead.
+        self.app.warm_up_in_background();
         Ok(ListToolsResult::with_all_items(
             self.app.registry().tools().to_vec(),
         ))
