@@ -614,19 +614,6 @@ fn confirm_schema() -> Value {
 // Logging
 // ---------------------------------------------------------------------------------------
 
-fn severity(level: LoggingLevel) -> u8 {
-    match level {
-        LoggingLevel::Debug => 0,
-        LoggingLevel::Info => 1,
-        LoggingLevel::Notice => 2,
-        LoggingLevel::Warning => 3,
-        LoggingLevel::Error => 4,
-        LoggingLevel::Critical => 5,
-        LoggingLevel::Alert => 6,
-        LoggingLevel::Emergency => 7,
-    }
-}
-
 impl Fixture {
     /// Whether a message at `level` may be sent for this request: 2026-07-28 requests
     /// get logs only when they carry a log level; sessions follow `logging/setLevel`.
@@ -642,7 +629,7 @@ impl Fixture {
                 _ => LoggingLevel::Debug,
             }
         };
-        severity(level) >= severity(threshold)
+        comfyui_agent::mcp::severity(level) >= comfyui_agent::mcp::severity(threshold)
     }
 
     async fn log(&self, cx: &RequestContext<RoleServer>, message: &str) {

@@ -93,7 +93,8 @@ impl ToolContext {
     }
 }
 
-fn severity(level: LoggingLevel) -> u8 {
+/// Log levels in order of severity (rmcp's enum has no ordering).
+pub fn severity(level: LoggingLevel) -> u8 {
     match level {
         LoggingLevel::Debug => 0,
         LoggingLevel::Info => 1,
