@@ -15,6 +15,8 @@
 #   SKIP_BUILD=1    reuse the binaries of the last build (paths cached in target/mcpbench/)
 #   OURS_BIN=... BARE_BIN=...   explicit binaries (implies SKIP_BUILD)
 #   RESULTS=DIR     where the JSON goes (default target/mcpbench/<timestamp>)
+#   INSNS=1         also count instructions per call under valgrind's callgrind (default:
+#                   on when valgrind is installed); INSNS_LO=100 INSNS_HI=500 calls
 # Medians over rounds are reported. Everything binds to 127.0.0.1; every loop is bounded.
 set -euo pipefail
 
@@ -73,15 +75,26 @@ fi
 for b in "$OURS_BIN" "$BARE_BIN"; do
     [ -x "$b" ] || { echo "compare.sh: not an executable: $b" >&2; exit 2; }
 done
-echo "ours: $OURS_BIN ($(stat -c %s "$OURS_BIN") bytes)" >&2
-echo "bare: $BARE_BIN ($(stat -c %s "$BARE_BIN") bytes)" >&2
 
 # ---------------------------------------------------------------------------- setup
 RESULTS="${RESULTS:-$TARGET_DIR/mcpbench/$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$RESULTS"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/compare-mcp.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
-mkdir -p "$WORK/data" "$WORK/cwd" # an empty cwd: no stray .env is read
+mkdir -p "$WORK/data" "$WORK/cwd" "$WORK/bin" # an empty cwd: no stray .env is read
+# Private copies: a concurrent `cargo build` in a shared target dir must not swap a binary
+# halfway through the measurements.
+cp "$OURS_BIN" "$WORK/bin/comfyui-agent"
+cp "$BARE_BIN" "$WORK/bin/bare-rmcp"
+OURS_BIN="$WORK/bin/comfyui-agent"
+BARE_BIN="$WORK/bin/bare-rmcp"
+{
+    echo "git_head=$(git rev-parse HEAD 2>/dev/null || echo unknown)"
+    echo "git_dirty=$(git status --porcelain 2>/dev/null | grep -c . || true)"
+    echo "ours_sha256=$(sha256sum "$OURS_BIN" | cut -d' ' -f1) ours_bytes=$(stat -c %s "$OURS_BIN")"
+    echo "bare_sha256=$(sha256sum "$BARE_BIN" | cut -d' ' -f1) bare_bytes=$(stat -c %s "$BARE_BIN")"
+} >"$RESULTS/build.txt"
+sed 's/^/  /' "$RESULTS/build.txt" >&2
 export COMFYUI_AGENT_DATA_DIR="$WORK/data"
 unset RUST_LOG # both servers then log at their default, info,rmcp=warn, to stderr
 
@@ -113,7 +126,9 @@ measure() { # $1 = ours|bare, $2 = round
     local who="$1" r="$2" i c port
     # Cold start and idle peak RSS: initialize + tools/list only, no tool calls.
     for i in $(seq 1 "$COLD"); do
-        bench "stdio-idle-$who-r$r-$i" stdio --cmd "$(stdio_cmd "$who")" --label "$who" --list-n 0
+        # Only the first spawn of a batch waits for a quiet machine (each wait costs >= 1 s).
+        bench "stdio-idle-$who-r$r-$i" stdio --cmd "$(stdio_cmd "$who")" --label "$who" --list-n 0 \
+            --wait-idle "$([ "$i" = 1 ] && echo "$WAIT_IDLE" || echo 0)"
     done
     # Sequential and pipelined tools/call over stdio (p50, calls/s, server CPU per call).
     bench "stdio-call-$who-r$r" stdio --cmd "$(stdio_cmd "$who")" --label "$who" \
@@ -139,8 +154,59 @@ for r in $(seq 1 "$RUNS"); do
     echo " round $r done" >&2
 done
 
+# ---------------------------------------------------------------------------- instructions
+# Wall-clock and CPU time swing with whatever else runs on a shared machine; instruction
+# counts don't. Under callgrind, each server serves INSNS_LO and INSNS_HI calls; the
+# difference divided by (HI - LO) is the instructions per call, start-up cancelled out.
+INSNS="${INSNS:-$(command -v valgrind >/dev/null && echo 1 || echo 0)}"
+INSNS_LO="${INSNS_LO:-100}"
+INSNS_HI="${INSNS_HI:-500}"
+cg_total() { # the instruction total of a callgrind output file
+    awk '/^(summary|totals):/ {print $2; exit}' "$1"
+}
+insns_stdio() { # $1 = ours|bare, $2 = calls
+    local out="$RESULTS/cg-stdio-$1-$2.out"
+    bench "insns-stdio-$1-$2" stdio --cmd "valgrind --tool=callgrind --callgrind-out-file=$out $(stdio_cmd "$1")" \
+        --label "$1" --tool "$TOOL" --args "$ARGS" --n "$2" --warmup 20 --list-n 0 --start-timeout 120
+    cg_total "$out"
+}
+insns_http() { # $1 = ours|bare, $2 = calls
+    local out="$RESULTS/cg-http-$1-$2.out" port pid i
+    port="$(free_port)"
+    # Started here rather than by mcpbench, to stop it with SIGINT (both servers shut down
+    # gracefully on it, so callgrind writes its output).
+    (cd "$WORK/cwd" && exec valgrind --tool=callgrind --callgrind-out-file="$out" \
+        $(http_cmd "$1" "$port")) 2>"$RESULTS/cg-http-$1-$2.stderr" &
+    pid=$!
+    # Valgrind starts slowly: wait (at most 60 s) until the port accepts connections.
+    for i in $(seq 1 600); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    bench "insns-http-$1-$2" http --url "http://127.0.0.1:$port/mcp" --tool "$TOOL" --args "$ARGS" \
+        --n "$2" --warmup 20 --list-n 0 --start-timeout 120
+    kill -INT "$pid" 2>/dev/null || true
+    for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    cg_total "$out"
+}
+if [ "$INSNS" = 1 ]; then
+    echo "== instruction counts under callgrind ($INSNS_LO and $INSNS_HI calls per server)" >&2
+    {
+        for who in ours bare; do
+            lo="$(insns_stdio "$who" "$INSNS_LO")"; hi="$(insns_stdio "$who" "$INSNS_HI")"
+            echo "stdio $who $lo $hi"
+            lo="$(insns_http "$who" "$INSNS_LO")"; hi="$(insns_http "$who" "$INSNS_HI")"
+            echo "http $who $lo $hi"
+        done
+    } >"$RESULTS/insns.txt"
+    echo >&2
+fi
+
 # ---------------------------------------------------------------------------- report
-python3 - "$RESULTS" "$CONC" <<'PY'
+python3 - "$RESULTS" "$CONC" "$INSNS_LO" "$INSNS_HI" <<'PY'
 import glob, json, os, statistics, sys
 
 results, conc = sys.argv[1], [int(c) for c in sys.argv[2].split()]
@@ -223,10 +289,26 @@ row("idle peak RSS http (MB)", "idle_rss_http_mb", o["rss_idle_http"], b["rss_id
 row("peak RSS after stdio calls (MB)", "rss_after_calls_mb", o["rss_after_calls"], b["rss_after_calls"])
 for c in conc:
     row(f"peak RSS after http c={c} (MB)", f"http_c{c}_rss_mb", o[f"http{c}_rss"], b[f"http{c}_rss"])
+insns_path = os.path.join(results, "insns.txt")
+if os.path.exists(insns_path):
+    lo_n, hi_n = int(sys.argv[3]), int(sys.argv[4])
+    per = {}
+    with open(insns_path) as fh:
+        for line in fh:
+            mode, who, lo, hi = line.split()
+            per[(mode, who)] = (int(hi) - int(lo)) / (hi_n - lo_n) / 1000.0
+    for mode in ("stdio", "http"):
+        row(f"{mode} instructions/call (k, callgrind)", f"{mode}_kinsns_per_call",
+            per.get((mode, "ours")), per.get((mode, "bare")))
 idle_max = max(v for v in (o["rss_idle"], o["rss_idle_http"]) if v is not None)
 summary["metrics"]["idle_rss_target"] = {"ours_max_mb": idle_max, "limit_mb": 15,
                                          "verdict": "PASS" if idle_max < 15 else "FAIL"}
 summary["sides"] = side
+try:
+    with open(os.path.join(results, "build.txt")) as fh:
+        summary["build"] = dict(kv.split("=", 1) for line in fh for kv in line.split())
+except OSError:
+    pass
 
 def f(v):
     if v is None:
