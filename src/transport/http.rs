@@ -389,11 +389,20 @@ async fn check_body(guard: &Guard, request: Request, next: Next) -> Response {
             );
         }
     };
-    if let Err(rejection) = decode(&bytes) {
+    // rmcp parses the body with the same typed parse `decode` starts with, so a valid body is
+    // parsed once, by rmcp; only a body rmcp refuses (415, or 406 which it checks first) is
+    // diagnosed here, so the JSON-RPC error still wins over both, as before.
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes.clone())))
+        .await;
+    if matches!(
+        response.status(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE | StatusCode::NOT_ACCEPTABLE
+    ) && let Err(rejection) = decode(&bytes)
+    {
         return respond(StatusCode::BAD_REQUEST, &rejection);
     }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    response
 }
 
 fn is_length_limit(error: &axum::Error) -> bool {

@@ -21,14 +21,10 @@ use crate::mcp::McpServer;
 pub async fn serve(app: AppState, shutdown: CancellationToken) -> Result<(), StartupError> {
     let limit = app.config().http.max_body_bytes;
     let server = McpServer::new(app, "stdio");
-    serve_handler(
-        server,
-        tokio::io::stdin(),
-        tokio::io::stdout(),
-        limit,
-        shutdown,
-    )
-    .await
+    // Non-blocking pipes on Linux: no hand-off to the blocking pool for every read and write.
+    // Anything else (a terminal, a file, other systems) falls back to tokio's stdio.
+    let (input, output) = rmcp::transport::stdio_pipes();
+    serve_handler(server, input, output, limit, shutdown).await
 }
 
 /// Serves `handler` over any byte streams (tests use in-memory pipes).
