@@ -166,7 +166,13 @@ async fn host_and_origin_are_checked() {
 async fn malformed_batched_and_oversize_bodies_get_clear_errors() {
     let scratch = Scratch::new();
     let server = HttpServer::spawn(&scratch, &["--max-body-bytes", "65536"], &[]).await;
-    let http = http_client();
+    // The server closes a connection whose oversize body it refused unread; a pooled client
+    // could pick that dead connection for the next request, so use a fresh one each time.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .expect("client");
 
     let response = post_mcp(&http, &server, "{\"jsonrpc\": \"2.0\", \"id\":", &[]).await;
     assert_eq!(response.status(), 400);
