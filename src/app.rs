@@ -32,7 +32,10 @@ struct Shared {
 impl AppState {
     /// Builds the state with every tool this product offers.
     pub fn new(config: Config) -> Result<Self, StartupError> {
-        Self::with_registry(config, Registry::new(crate::tools::all())?)
+        Ok(Self::with_registry(
+            config,
+            Registry::new(crate::tools::all())?,
+        ))
     }
 
     /// Compiles the argument validators on a background thread, once per process. Started
@@ -52,9 +55,9 @@ impl AppState {
     }
 
     /// Builds the state around a given registry (tests and fixture servers).
-    pub fn with_registry(config: Config, registry: Registry) -> Result<Self, StartupError> {
+    pub fn with_registry(config: Config, registry: Registry) -> Self {
         let paths = PathPolicy::from_config(&config);
-        Ok(Self {
+        Self {
             shared: Arc::new(Shared {
                 config,
                 paths,
@@ -63,7 +66,7 @@ impl AppState {
                 sessions_started: AtomicU64::new(0),
                 warm_up_started: AtomicBool::new(false),
             }),
-        })
+        }
     }
 
     pub fn config(&self) -> &Config {

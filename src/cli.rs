@@ -75,7 +75,11 @@ pub struct ToolsFormat {
 pub fn print_tools(registry: &Registry, format: &ToolsFormat) -> Result<(), StartupError> {
     let text = if format.json {
         let tools: Vec<_> = registry.tools().iter().collect();
-        serde_json::to_string_pretty(&tools).map_err(|e| StartupError::Registry(e.to_string()))?
+        // Tools are plain data; serialising them cannot fail short of a bug in serde_json.
+        serde_json::to_string_pretty(&tools).map_err(|source| StartupError::Io {
+            context: "formatting the tool list",
+            source: source.into(),
+        })?
     } else {
         crate::registry::markdown_reference(registry)
     };

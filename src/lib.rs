@@ -27,23 +27,14 @@ use tokio_util::sync::CancellationToken;
 pub async fn run(cli: Cli) -> Result<(), StartupError> {
     let env = config::Env::from_process_and_dotenv(std::path::Path::new(".env"))?;
     let config = Config::resolve(&cli, &env)?;
+    let app = AppState::new(config)?;
     match cli.command {
-        Command::Mcp => {
-            let app = AppState::new(config)?;
-            let shutdown = shutdown_on_signal();
-            transport::stdio::serve(app, shutdown).await
-        }
+        Command::Mcp => transport::stdio::serve(app, shutdown_on_signal()).await,
         Command::Serve(_) => {
-            let app = AppState::new(config)?;
-            let http = app.config().http.clone();
-            let listener = transport::http::bind(&http).await?;
-            let shutdown = shutdown_on_signal();
-            transport::http::serve_app(app, listener, shutdown).await
+            let listener = transport::http::bind(&app.config().http).await?;
+            transport::http::serve_app(app, listener, shutdown_on_signal()).await
         }
-        Command::Tools(format) => {
-            let app = AppState::new(config)?;
-            cli::print_tools(app.registry(), &format)
-        }
+        Command::Tools(format) => cli::print_tools(app.registry(), &format),
     }
 }
 

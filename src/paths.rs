@@ -37,10 +37,6 @@ impl PathPolicy {
         Self { roots: unique }
     }
 
-    pub fn roots(&self) -> &[PathBuf] {
-        &self.roots
-    }
-
     /// Resolves `raw` to an existing file inside the roots, ready to read.
     pub fn existing_file(&self, raw: &str) -> Result<PathBuf, PathError> {
         let candidate = self.absolute(raw)?;

@@ -82,6 +82,30 @@ impl ToolSpec {
                 ))
             })
     }
+
+    /// Validates `arguments` against the tool's schema, then runs it. Every argument problem is
+    /// reported at once; nothing runs unless the arguments fit.
+    pub fn call(
+        &self,
+        cx: ToolContext,
+        arguments: Option<JsonObject>,
+    ) -> BoxFuture<'static, Result<Value, ToolError>> {
+        let arguments = Value::Object(arguments.unwrap_or_default());
+        let validator = match self.validator() {
+            Ok(validator) => validator,
+            Err(error) => return Box::pin(std::future::ready(Err(error))),
+        };
+        let problems: Vec<ArgumentProblem> = validator
+            .iter_errors(&arguments)
+            .map(|error| describe(&error, &self.parameter_names))
+            .collect();
+        if !problems.is_empty() {
+            return Box::pin(std::future::ready(Err(ToolError::InvalidArguments(
+                problems,
+            ))));
+        }
+        (self.handler)(cx, arguments)
+    }
 }
 
 /// Declares a tool: `P` is its parameters (serde + schemars, `deny_unknown_fields`), `O` its
@@ -224,31 +248,6 @@ impl Registry {
                 tracing::error!(%error, "a tool's input schema does not compile");
             }
         }
-    }
-
-    /// Validates `arguments` against the tool's schema, then runs it. Every argument problem is
-    /// reported at once; nothing runs unless the arguments fit.
-    pub fn call(
-        &self,
-        spec: &ToolSpec,
-        cx: ToolContext,
-        arguments: Option<JsonObject>,
-    ) -> BoxFuture<'static, Result<Value, ToolError>> {
-        let arguments = Value::Object(arguments.unwrap_or_default());
-        let validator = match spec.validator() {
-            Ok(validator) => validator,
-            Err(error) => return Box::pin(std::future::ready(Err(error))),
-        };
-        let problems: Vec<ArgumentProblem> = validator
-            .iter_errors(&arguments)
-            .map(|error| describe(&error, &spec.parameter_names))
-            .collect();
-        if !problems.is_empty() {
-            return Box::pin(std::future::ready(Err(ToolError::InvalidArguments(
-                problems,
-            ))));
-        }
-        (spec.handler)(cx, arguments)
     }
 }
 

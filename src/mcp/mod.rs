@@ -37,19 +37,19 @@ the ComfyUI folder or the folders the user allowed.";
 #[derive(Debug, Clone)]
 pub struct McpServer {
     app: AppState,
+    /// `stdio`, `http`, `sse`: names the session in logs.
+    transport: &'static str,
     session: Arc<Session>,
 }
 
 impl McpServer {
-    pub fn new(app: AppState, session_id: impl Into<String>) -> Self {
+    /// Cheap: rmcp builds one per HTTP POST (for header checks), not only per session.
+    pub fn new(app: AppState, transport: &'static str) -> Self {
         Self {
             app,
-            session: Arc::new(Session::new(session_id)),
+            transport,
+            session: Arc::default(),
         }
-    }
-
-    pub fn session(&self) -> &Arc<Session> {
-        &self.session
     }
 }
 
@@ -69,7 +69,7 @@ impl ToolContext {
     pub fn detached(app: AppState) -> Self {
         Self {
             app,
-            session: Arc::new(Session::new("detached")),
+            session: Arc::default(),
             cancelled: CancellationToken::new(),
             peer: None,
             log_level: None,
@@ -132,7 +132,7 @@ impl ServerHandler for McpServer {
         context: RequestContext<RoleServer>,
     ) -> Result<InitializeResult, ErrorData> {
         tracing::info!(
-            session = self.session.id(),
+            session = self.app.next_session_id(self.transport),
             client = %request.client_info.name,
             client_version = %request.client_info.version,
             requested_protocol = %request.protocol_version,
@@ -204,10 +204,10 @@ impl ServerHandler for McpServer {
             log_level,
         };
         let started = Instant::now();
-        let running =
-            self.app
-                .in_flight()
-                .track_future(registry.call(spec, cx.clone(), request.arguments));
+        let running = self
+            .app
+            .in_flight()
+            .track_future(spec.call(cx.clone(), request.arguments));
         // A tool watching `cancelled` is polled once more and may return its own result; any
         // other is dropped at the next await.
         let outcome = tokio::select! {

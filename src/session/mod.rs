@@ -8,25 +8,13 @@ use std::sync::Mutex;
 
 use rmcp::model::LoggingLevel;
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Session {
-    id: String,
     /// The level set by `logging/setLevel`; `None` means the client asked for no logs.
     log_level: Mutex<Option<LoggingLevel>>,
 }
 
 impl Session {
-    pub fn new(id: impl Into<String>) -> Self {
-        Self {
-            id: id.into(),
-            log_level: Mutex::new(None),
-        }
-    }
-
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
     pub fn log_level(&self) -> Option<LoggingLevel> {
         *self.log_level.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -69,7 +69,7 @@ pub async fn serve_app(
         }
         phases.sessions.cancel();
     });
-    let make = move || McpServer::new(app.clone(), app.next_session_id("http"));
+    let make = move || McpServer::new(app.clone(), "http");
     serve(router(make, &http, &shutdown), listener, &shutdown).await
 }
 

@@ -47,7 +47,7 @@ fn waiting_server(observed: mpsc::UnboundedSender<&'static str>) -> McpServer {
     );
     let dir = std::env::temp_dir().join("comfyui-agent-inprocess-test");
     let registry = Registry::new(vec![spec]).expect("registry");
-    let app = AppState::with_registry(Config::for_data_dir(dir), registry).expect("app");
+    let app = AppState::with_registry(Config::for_data_dir(dir), registry);
     McpServer::new(app, "in-process")
 }
 
@@ -149,7 +149,7 @@ fn sleeping_app() -> AppState {
     );
     let dir = std::env::temp_dir().join("comfyui-agent-inprocess-test");
     let registry = Registry::new(vec![spec]).expect("registry");
-    AppState::with_registry(Config::for_data_dir(dir), registry).expect("app")
+    AppState::with_registry(Config::for_data_dir(dir), registry)
 }
 
 #[tokio::test]
