@@ -1,8 +1,6 @@
 //! Model families told apart by file name (the original project's rule), with an explicit
 //! order so that specific names win over generic ones ("juggernautXL" is SDXL, not SD1.5).
 
-use std::collections::BTreeMap;
-
 /// What a family produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -266,14 +264,6 @@ pub fn conflict_reason(a: &Family, b: &Family) -> String {
          ControlNet won't work with a {} model (and the other way round).",
         a.label, b.label, a.label, b.label
     )
-}
-
-/// Groups model names by family key ("unknown" for the unidentified), keeping order.
-pub fn group(models: &[String]) -> BTreeMap<String, &'static str> {
-    models
-        .iter()
-        .map(|m| (m.clone(), identify(m).family.map_or("unknown", |f| f.key)))
-        .collect()
 }
 
 #[cfg(test)]

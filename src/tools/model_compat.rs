@@ -201,8 +201,11 @@ async fn check_model_compatibility(
 fn judge(names: &[String]) -> CompatibilityReport {
     let mut by_family: Vec<(&'static Family, Vec<String>)> = Vec::new();
     let mut unknown = Vec::new();
+    let mut models = BTreeMap::new();
     for name in names {
-        match family::identify(name).family {
+        let found = family::identify(name).family;
+        models.insert(name.clone(), found.map_or("unknown", |f| f.key).to_string());
+        match found {
             Some(f) => match by_family.iter_mut().find(|(g, _)| g.key == f.key) {
                 Some((_, members)) => members.push(name.clone()),
                 None => by_family.push((f, vec![name.clone()])),
@@ -210,10 +213,6 @@ fn judge(names: &[String]) -> CompatibilityReport {
             None => unknown.push(name.clone()),
         }
     }
-    let models = family::group(names)
-        .into_iter()
-        .map(|(name, key)| (name, key.to_string()))
-        .collect();
     let families_detected = by_family.iter().map(|(f, _)| f.key.to_string()).collect();
 
     let mut conflicts = Vec::new();

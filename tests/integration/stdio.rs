@@ -132,6 +132,18 @@ async fn compatibility_reads_workflows_only_inside_allowed_folders() {
     assert_eq!(report["conflicts"][0]["family_a"], "sd15");
     assert_eq!(report["conflicts"][0]["family_b"], "sdxl");
 
+    // A name given in `models` and also found in the workflow is judged once.
+    let both = call(
+        json!({"workflow_path": scratch.path("allowed/workflows/mixed_families.json"),
+                           "models": ["v1-5-pruned-emaonly.safetensors"]}),
+    )
+    .await;
+    let report = both.structured_content.expect("structured");
+    assert_eq!(
+        report["conflicts"][0]["models_a"],
+        json!(["v1-5-pruned-emaonly.safetensors"])
+    );
+
     let outside = call(json!({"workflow_path": scratch.path("outside/secret.json")})).await;
     assert_eq!(outside.is_error, Some(true));
     assert!(
