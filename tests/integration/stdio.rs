@@ -132,16 +132,22 @@ async fn compatibility_reads_workflows_only_inside_allowed_folders() {
     assert_eq!(report["conflicts"][0]["family_a"], "sd15");
     assert_eq!(report["conflicts"][0]["family_b"], "sdxl");
 
-    // A name given in `models` and also found in the workflow is judged once.
-    let both = call(
-        json!({"workflow_path": scratch.path("allowed/workflows/mixed_families.json"),
-                           "models": ["v1-5-pruned-emaonly.safetensors"]}),
-    )
+    // A name given in `models` and also found in the workflow is judged once, wherever the
+    // two copies stand in the combined list.
+    let both = call(json!({
+        "workflow_path": scratch.path("allowed/workflows/mixed_families.json"),
+        "models": ["v1-5-pruned-emaonly.safetensors", "sdxl_base.safetensors"]
+    }))
     .await;
     let report = both.structured_content.expect("structured");
+    let conflict = &report["conflicts"][0];
     assert_eq!(
-        report["conflicts"][0]["models_a"],
+        conflict["models_a"],
         json!(["v1-5-pruned-emaonly.safetensors"])
+    );
+    assert_eq!(
+        conflict["models_b"],
+        json!(["sdxl_base.safetensors", "sdxl_detail_tweaker.safetensors"])
     );
 
     let outside = call(json!({"workflow_path": scratch.path("outside/secret.json")})).await;
