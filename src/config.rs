@@ -23,6 +23,10 @@ pub const ENV_TOKEN: &str = "COMFYUI_AGENT_TOKEN";
 pub const ENV_ALLOWED_HOSTS: &str = "COMFYUI_AGENT_ALLOWED_HOSTS";
 pub const ENV_ALLOWED_ORIGINS: &str = "COMFYUI_AGENT_ALLOWED_ORIGINS";
 pub const ENV_MAX_BODY_BYTES: &str = "COMFYUI_AGENT_MAX_BODY_BYTES";
+pub const ENV_AUTH_HEADER: &str = "COMFYUI_AUTH_HEADER";
+pub const ENV_AUTH_TOKEN: &str = "COMFYUI_AUTH_TOKEN";
+pub const ENV_BREAKER_FAILURES: &str = "COMFYUI_AGENT_BREAKER_FAILURES";
+pub const ENV_TIMEOUTS: &str = "COMFYUI_AGENT_TIMEOUTS";
 
 pub const DEFAULT_COMFYUI_URL: &str = "http://127.0.0.1:8188/";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8765";
@@ -112,12 +116,48 @@ impl std::fmt::Debug for Secret {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub comfyui_url: Url,
+    /// Whether the user chose the address. When not, the client looks for a running ComfyUI
+    /// on the usual local ports (8188, then the Desktop app's 8000).
+    pub comfyui_url_configured: bool,
+    pub comfy: ComfyConfig,
     /// The ComfyUI install folder, when known.
     pub comfyui_dir: Option<PathBuf>,
     pub data_dir: PathBuf,
     /// Extra folders clients may name, besides the ComfyUI folder and the data folder.
     pub extra_roots: Vec<PathBuf>,
     pub http: HttpConfig,
+}
+
+/// How the ComfyUI client behaves.
+#[derive(Debug, Clone)]
+pub struct ComfyConfig {
+    /// Sent with every request to ComfyUI (for instances behind an authenticating proxy).
+    pub auth: Option<UpstreamAuth>,
+    /// Consecutive failures (refused connections, timeouts, 5xx) that open the breaker.
+    pub breaker_failures: u32,
+    /// Per-operation timeout overrides, by operation name (`object_info`, `history`, …).
+    pub timeouts: Vec<(String, std::time::Duration)>,
+}
+
+impl Default for ComfyConfig {
+    fn default() -> Self {
+        Self {
+            auth: None,
+            breaker_failures: DEFAULT_BREAKER_FAILURES,
+            timeouts: Vec::new(),
+        }
+    }
+}
+
+pub const DEFAULT_BREAKER_FAILURES: u32 = 5;
+
+/// A header sent to ComfyUI on every request, e.g. `Authorization: Bearer …`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamAuth {
+    /// The header name, lower-case.
+    pub header: String,
+    /// The full header value (a secret).
+    pub value: Secret,
 }
 
 /// Settings of the HTTP transport (`serve`).
@@ -158,7 +198,12 @@ impl Config {
             Command::Serve(args) => Some(args),
             _ => None,
         };
+        let comfyui_url_configured = cli.comfyui_url.is_some()
+            || [ENV_COMFYUI_URL, ENV_COMFYUI_HOST, ENV_COMFYUI_PORT]
+                .iter()
+                .any(|key| env.get(key).is_some());
         let comfyui_url = comfyui_url(cli.comfyui_url.as_deref(), env)?;
+        let comfy = comfy_config(env)?;
         let comfyui_dir = comfyui_dir(cli.comfyui_dir.as_deref(), env)?;
         let data_dir = data_dir(cli.data_dir.as_deref(), env)?;
         let extra_roots = extra_roots(env)?;
@@ -176,6 +221,8 @@ impl Config {
         };
         Ok(Self {
             comfyui_url,
+            comfyui_url_configured,
+            comfy,
             comfyui_dir,
             data_dir,
             extra_roots,
@@ -183,10 +230,19 @@ impl Config {
         })
     }
 
+    /// The same settings talking to ComfyUI at `url` (tests and fixture servers).
+    pub fn with_comfyui_url(mut self, url: Url) -> Self {
+        self.comfyui_url = url;
+        self.comfyui_url_configured = true;
+        self
+    }
+
     /// Settings for tests and embedding: defaults everywhere, the given data folder.
     pub fn for_data_dir(data_dir: PathBuf) -> Self {
         Self {
             comfyui_url: Url::parse(DEFAULT_COMFYUI_URL).expect("the default URL is valid"),
+            comfyui_url_configured: false,
+            comfy: ComfyConfig::default(),
             comfyui_dir: None,
             data_dir,
             extra_roots: Vec::new(),
@@ -277,6 +333,89 @@ fn parse_comfyui_url(setting: &'static str, raw: &str) -> Result<Url, ConfigErro
         url.set_path(&path);
     }
     Ok(url)
+}
+
+fn comfy_config(env: &Env) -> Result<ComfyConfig, ConfigError> {
+    let auth = match env.get(ENV_AUTH_TOKEN) {
+        None => None,
+        Some(token) => {
+            let header = env.get(ENV_AUTH_HEADER).unwrap_or("Authorization");
+            let valid_name = !header.is_empty()
+                && header
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !valid_name {
+                return Err(ConfigError::new(
+                    ENV_AUTH_HEADER,
+                    header,
+                    "which is not an HTTP header name",
+                    "Use a header name like Authorization or X-API-Key, or unset it for Authorization.",
+                ));
+            }
+            if token.chars().any(char::is_control) {
+                return Err(ConfigError::new(
+                    ENV_AUTH_TOKEN,
+                    "<hidden>",
+                    "which contains control characters",
+                    "Paste the token again without line breaks.",
+                ));
+            }
+            let header = header.to_ascii_lowercase();
+            // A bare token in Authorization means a bearer token; a value that already names
+            // its scheme ("Basic …", "Bearer …") is sent as written.
+            let value = if header == "authorization" && !token.contains(' ') {
+                format!("Bearer {token}")
+            } else {
+                token.to_string()
+            };
+            Some(UpstreamAuth {
+                header,
+                value: Secret(value),
+            })
+        }
+    };
+    let breaker_failures = match env.get(ENV_BREAKER_FAILURES) {
+        None => DEFAULT_BREAKER_FAILURES,
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    ENV_BREAKER_FAILURES,
+                    raw,
+                    "which is not a count between 1 and 1000",
+                    "Use a small whole number; the default is 5.",
+                )
+            })?,
+    };
+    let mut timeouts = Vec::new();
+    if let Some(raw) = env.get(ENV_TIMEOUTS) {
+        for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let parsed = entry.split_once('=').and_then(|(name, secs)| {
+                let secs = secs.trim().trim_end_matches('s').parse::<f64>().ok()?;
+                let name = name.trim();
+                (!name.is_empty() && secs > 0.0 && secs <= 3600.0)
+                    .then(|| (name.to_string(), std::time::Duration::from_secs_f64(secs)))
+            });
+            match parsed {
+                Some(pair) => timeouts.push(pair),
+                None => {
+                    return Err(ConfigError::new(
+                        ENV_TIMEOUTS,
+                        raw,
+                        format!("and {entry:?} is not operation=seconds"),
+                        "List operation=seconds pairs separated by commas, like object_info=60,history=20 (0 < seconds <= 3600).",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(ComfyConfig {
+        auth,
+        breaker_failures,
+        timeouts,
+    })
 }
 
 fn comfyui_dir(flag: Option<&Path>, env: &Env) -> Result<Option<PathBuf>, ConfigError> {
@@ -512,6 +651,99 @@ mod tests {
         assert_eq!(config.comfyui_url.as_str(), "https://gpu-box:8188/");
         let error = resolve(&["mcp"], &[("COMFYUI_HOST", "ftp://gpu box")]).expect_err("bad");
         assert_eq!(error.value, "ftp://gpu box");
+    }
+
+    #[test]
+    fn discovery_applies_only_when_no_address_is_given() {
+        assert!(
+            !resolve(&["mcp"], &[])
+                .expect("valid")
+                .comfyui_url_configured
+        );
+        assert!(
+            resolve(&["mcp"], &[("COMFYUI_PORT", "8000")])
+                .expect("valid")
+                .comfyui_url_configured
+        );
+        assert!(
+            resolve(&["--comfyui-url", "http://box:1", "mcp"], &[])
+                .expect("valid")
+                .comfyui_url_configured
+        );
+    }
+
+    #[test]
+    fn upstream_auth_defaults_to_a_bearer_authorization_header() {
+        let config = resolve(&["mcp"], &[("COMFYUI_AUTH_TOKEN", "abc123")]).expect("valid");
+        let auth = config.comfy.auth.expect("auth set");
+        assert_eq!(auth.header, "authorization");
+        assert_eq!(auth.value.expose(), "Bearer abc123");
+        let config =
+            resolve(&["mcp"], &[("COMFYUI_AUTH_TOKEN", "Basic dXNlcjpwdw==")]).expect("valid");
+        assert_eq!(
+            config.comfy.auth.expect("auth").value.expose(),
+            "Basic dXNlcjpwdw=="
+        );
+        let config = resolve(
+            &["mcp"],
+            &[
+                ("COMFYUI_AUTH_TOKEN", "k"),
+                ("COMFYUI_AUTH_HEADER", "X-API-Key"),
+            ],
+        )
+        .expect("valid");
+        let auth = config.comfy.auth.expect("auth");
+        assert_eq!(
+            (auth.header.as_str(), auth.value.expose()),
+            ("x-api-key", "k")
+        );
+        assert!(
+            !format!(
+                "{:?}",
+                resolve(&["mcp"], &[("COMFYUI_AUTH_TOKEN", "zzsecretzz")]).expect("valid")
+            )
+            .contains("zzsecretzz")
+        );
+        let error = resolve(
+            &["mcp"],
+            &[
+                ("COMFYUI_AUTH_TOKEN", "k"),
+                ("COMFYUI_AUTH_HEADER", "Bad Header"),
+            ],
+        )
+        .expect_err("bad header");
+        assert_eq!(error.setting, "COMFYUI_AUTH_HEADER");
+    }
+
+    #[test]
+    fn breaker_and_timeout_settings_are_validated() {
+        let config = resolve(
+            &["mcp"],
+            &[
+                ("COMFYUI_AGENT_BREAKER_FAILURES", "3"),
+                ("COMFYUI_AGENT_TIMEOUTS", "object_info=60, history=2.5s"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(config.comfy.breaker_failures, 3);
+        assert_eq!(
+            config.comfy.timeouts,
+            [
+                (
+                    "object_info".to_string(),
+                    std::time::Duration::from_secs(60)
+                ),
+                (
+                    "history".to_string(),
+                    std::time::Duration::from_millis(2500)
+                ),
+            ]
+        );
+        let error =
+            resolve(&["mcp"], &[("COMFYUI_AGENT_BREAKER_FAILURES", "0")]).expect_err("zero");
+        assert_eq!(error.setting, "COMFYUI_AGENT_BREAKER_FAILURES");
+        let error = resolve(&["mcp"], &[("COMFYUI_AGENT_TIMEOUTS", "history")]).expect_err("no =");
+        assert_eq!(error.setting, "COMFYUI_AGENT_TIMEOUTS");
     }
 
     #[test]

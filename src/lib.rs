@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod comfy;
 pub mod config;
 pub mod error;
 pub mod mcp;
