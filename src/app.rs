@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio_util::task::TaskTracker;
 
+use crate::comfy::Comfy;
 use crate::config::Config;
 use crate::error::StartupError;
 use crate::paths::PathPolicy;
@@ -20,6 +21,8 @@ pub struct AppState {
 struct Shared {
     config: Config,
     paths: PathPolicy,
+    /// The ComfyUI client(s), shared by every session.
+    comfy: Comfy,
     registry: Registry,
     /// Every running tool call, so a shutdown can wait for them.
     in_flight: TaskTracker,
@@ -32,10 +35,7 @@ struct Shared {
 impl AppState {
     /// Builds the state with every tool this product offers.
     pub fn new(config: Config) -> Result<Self, StartupError> {
-        Ok(Self::with_registry(
-            config,
-            Registry::new(crate::tools::all())?,
-        ))
+        Self::with_registry(config, Registry::new(crate::tools::all())?)
     }
 
     /// Compiles the argument validators on a background thread, once per process. Started
@@ -55,18 +55,20 @@ impl AppState {
     }
 
     /// Builds the state around a given registry (tests and fixture servers).
-    pub fn with_registry(config: Config, registry: Registry) -> Self {
+    pub fn with_registry(config: Config, registry: Registry) -> Result<Self, StartupError> {
         let paths = PathPolicy::from_config(&config);
-        Self {
+        let comfy = Comfy::new(&config)?;
+        Ok(Self {
             shared: Arc::new(Shared {
                 config,
                 paths,
+                comfy,
                 registry,
                 in_flight: TaskTracker::new(),
                 sessions_started: AtomicU64::new(0),
                 warm_up_started: AtomicBool::new(false),
             }),
-        }
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -75,6 +77,10 @@ impl AppState {
 
     pub fn paths(&self) -> &PathPolicy {
         &self.shared.paths
+    }
+
+    pub fn comfy(&self) -> &Comfy {
+        &self.shared.comfy
     }
 
     pub fn registry(&self) -> &Registry {

@@ -52,6 +52,8 @@ pub enum StartupError {
     },
     #[error("tool registry is inconsistent: {0}")]
     Registry(String),
+    #[error(transparent)]
+    Comfy(#[from] crate::comfy::ClientSetupError),
 }
 
 /// One problem with a tool's arguments, found by schema validation.
@@ -107,6 +109,8 @@ pub enum ToolError {
     BadFile { path: PathBuf, reason: String },
     #[error("{message}")]
     Rejected { message: String, hint: String },
+    #[error(transparent)]
+    Comfy(#[from] crate::comfy::ComfyError),
     #[error("the call was cancelled")]
     Cancelled,
     #[error("internal error: {0}")]
@@ -131,6 +135,7 @@ impl ToolError {
             Self::Path(_) => "path_error",
             Self::BadFile { .. } => "bad_file",
             Self::Rejected { .. } => "rejected",
+            Self::Comfy(error) => error.kind(),
             Self::Cancelled => "cancelled",
             Self::Internal(_) => "internal",
         }
@@ -149,6 +154,7 @@ impl ToolError {
                 text
             }
             Self::Rejected { message, hint } => format!("{message}\n{hint}"),
+            Self::Comfy(error) => error.user_message(),
             other => format!("{}\n{}", capitalise(&other.to_string()), other.hint()),
         }
     }
@@ -173,7 +179,7 @@ impl ToolError {
             Self::Internal(_) => {
                 "This is a bug in comfyui-agent; the server keeps running. Please report it with the server log."
             }
-            Self::InvalidArguments(_) | Self::Rejected { .. } => "",
+            Self::InvalidArguments(_) | Self::Rejected { .. } | Self::Comfy(_) => "",
         }
     }
 }

@@ -37,6 +37,14 @@ impl Hints {
         idempotent: true,
         open_world: false,
     };
+
+    /// Reads from the live ComfyUI; changes nothing.
+    pub const LIVE_READ: Self = Self {
+        read_only: true,
+        destructive: false,
+        idempotent: true,
+        open_world: true,
+    };
 }
 
 /// One registered tool: its declaration, its compiled argument validator and its handler.

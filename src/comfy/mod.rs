@@ -2,9 +2,192 @@
 //! budget, the WebSocket event stream, install and port discovery, and ComfyUI's API types.
 //! Nothing else in the crate opens a connection to ComfyUI (DESIGN rule 5).
 
-use std::sync::Arc;
+pub mod api;
+pub mod breaker;
+pub mod budget;
+pub mod client;
+pub mod error;
+pub mod nodes;
 
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
 use url::Url;
+
+pub use client::{Client, ClientSetupError, Operation};
+pub use error::{ComfyError, PortHint};
+
+use crate::config::Config;
+use breaker::{BreakerSnapshot, BreakerState};
+use client::CallStats;
+
+/// The usual local ports: the standalone and portable ComfyUI, then the Desktop app.
+pub const DISCOVERY_PORTS: [u16; 2] = [8188, 8000];
+/// How long port discovery may take.
+pub const DISCOVERY_BUDGET: Duration = Duration::from_millis(300);
+
+/// The ComfyUI this server talks to. With an address configured, that one endpoint; without,
+/// the usual local ports are probed on first use (and again, at most every 5 s, while the
+/// chosen one is unreachable), so starting ComfyUI after the server just works.
+#[derive(Debug)]
+pub struct Comfy {
+    /// One client per candidate endpoint: the configured one, or one per usual port.
+    candidates: Vec<Arc<Client>>,
+    discover: bool,
+    active: RwLock<Option<Arc<Client>>>,
+    /// When discovery last ran; also serialises discovery runs.
+    last_discovery: tokio::sync::Mutex<Option<Instant>>,
+}
+
+/// Where the ComfyUI connection stands, without touching the network.
+#[derive(Debug, Clone)]
+pub struct ComfyStatus {
+    pub url: Url,
+    /// Whether the address came from port discovery rather than settings.
+    pub discovered: bool,
+    pub breaker: BreakerSnapshot,
+    pub calls: CallStats,
+}
+
+impl Comfy {
+    pub fn new(config: &Config) -> Result<Self, ClientSetupError> {
+        if config.comfyui_url_configured {
+            let url = config.comfyui_url.clone();
+            let local = url.host().is_some_and(|host| match host {
+                url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
+                url::Host::Ipv4(ip) => ip.is_loopback(),
+                url::Host::Ipv6(ip) => ip.is_loopback(),
+            });
+            let hint = PortHint::Configured {
+                port: url.port_or_known_default().filter(|_| local),
+            };
+            let client = Arc::new(Client::new(url, &config.comfy, hint)?);
+            return Ok(Self {
+                candidates: vec![Arc::clone(&client)],
+                discover: false,
+                active: RwLock::new(Some(client)),
+                last_discovery: tokio::sync::Mutex::new(None),
+            });
+        }
+        let candidates = DISCOVERY_PORTS
+            .iter()
+            .map(|port| {
+                let url = Url::parse(&format!("http://127.0.0.1:{port}/"))
+                    .expect("a loopback URL with a port is valid");
+                Client::new(url, &config.comfy, PortHint::Discovered).map(Arc::new)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            candidates,
+            discover: true,
+            active: RwLock::new(None),
+            last_discovery: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    fn current(&self) -> Option<Arc<Client>> {
+        self.active
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The client for the ComfyUI to use now. Without a configured address this may probe
+    /// the usual ports, within [`DISCOVERY_BUDGET`].
+    pub async fn client(&self) -> Arc<Client> {
+        let current = self.current();
+        if let Some(client) = &current
+            && (!self.discover || client.breaker().state != BreakerState::Open)
+        {
+            return Arc::clone(client);
+        }
+        let mut last = self.last_discovery.lock().await;
+        let current = self.current();
+        if let Some(client) = &current
+            && last.is_some_and(|at| at.elapsed() < breaker::FIRST_RETRY)
+        {
+            return Arc::clone(client);
+        }
+        // The lock stays held while probing, so concurrent callers wait for one discovery.
+        *last = Some(Instant::now());
+        let found = self.probe_candidates().await;
+        let chosen = match (found, current) {
+            (Some(found), _) => {
+                tracing::info!(url = %found.base_url(), "found ComfyUI");
+                found
+            }
+            (None, Some(current)) => current,
+            (None, None) => {
+                tracing::info!(
+                    ports = ?DISCOVERY_PORTS,
+                    "no ComfyUI answered on the usual local ports; will look again when needed"
+                );
+                Arc::clone(&self.candidates[0])
+            }
+        };
+        *self
+            .active
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::clone(&chosen));
+        chosen
+    }
+
+    /// Probes every candidate port at once; the first (in preference order) that answers.
+    async fn probe_candidates(&self) -> Option<Arc<Client>> {
+        let probes = self
+            .candidates
+            .iter()
+            .map(|client| client.probe(DISCOVERY_BUDGET));
+        let answers = futures::future::join_all(probes).await;
+        self.candidates
+            .iter()
+            .zip(answers)
+            .find_map(|(client, up)| up.then(|| Arc::clone(client)))
+    }
+
+    /// Runs discovery now and switches to what it finds.
+    async fn discover_now(&self) -> Option<Arc<Client>> {
+        *self.last_discovery.lock().await = Some(Instant::now());
+        let found = self.probe_candidates().await?;
+        *self
+            .active
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::clone(&found));
+        Some(found)
+    }
+
+    /// An explicit health check: asks the current ComfyUI now, whatever the breaker says, and
+    /// without a configured address looks on the usual ports again if that one is down.
+    pub async fn check(&self) -> (Arc<Client>, Result<api::SystemStats, ComfyError>) {
+        let client = self.client().await;
+        let outcome = client.check_now().await;
+        if outcome.is_ok() || !self.discover {
+            return (client, outcome);
+        }
+        let Some(found) = self.discover_now().await else {
+            return (client, outcome);
+        };
+        if Arc::ptr_eq(&found, &client) {
+            return (client, outcome);
+        }
+        let outcome = found.check_now().await;
+        (found, outcome)
+    }
+
+    /// Where things stand, for `/readyz` and metrics. Touches no network.
+    pub fn status(&self) -> ComfyStatus {
+        let client = self
+            .current()
+            .unwrap_or_else(|| Arc::clone(&self.candidates[0]));
+        ComfyStatus {
+            url: client.base_url().clone(),
+            discovered: self.discover,
+            breaker: client.breaker(),
+            calls: client.stats(),
+        }
+    }
+}
 
 /// The TLS settings for `https://` and `wss://` ComfyUI addresses (reverse proxies, remote
 /// boxes): rustls with the ring provider and the operating system's certificate store. Built
@@ -24,12 +207,18 @@ pub fn tls_config() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
 /// the `clientId` that routes a prompt's events to this socket.
 pub fn ws_url(base: &Url, client_id: &str) -> Url {
     let mut url = base.clone();
-    let scheme = if base.scheme() == "https" { "wss" } else { "ws" };
+    let scheme = if base.scheme() == "https" {
+        "wss"
+    } else {
+        "ws"
+    };
     // Only http(s) URLs reach here (config validates), and ws/wss are valid swaps for them.
     let _ = url.set_scheme(scheme);
     let path = format!("{}ws", url.path());
     url.set_path(&path);
-    url.query_pairs_mut().clear().append_pair("clientId", client_id);
+    url.query_pairs_mut()
+        .clear()
+        .append_pair("clientId", client_id);
     url
 }
 

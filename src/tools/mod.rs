@@ -3,11 +3,13 @@
 
 use crate::registry::ToolSpec;
 
+pub mod comfy_api;
 pub mod model_compat;
 
 /// Every tool the product offers, in `tools/list` order.
 pub fn all() -> Vec<ToolSpec> {
     let mut tools = Vec::new();
+    tools.extend(comfy_api::tools());
     tools.extend(model_compat::tools());
     tools
 }

@@ -47,7 +47,7 @@ fn waiting_server(observed: mpsc::UnboundedSender<&'static str>) -> McpServer {
     );
     let dir = std::env::temp_dir().join("comfyui-agent-inprocess-test");
     let registry = Registry::new(vec![spec]).expect("registry");
-    let app = AppState::with_registry(Config::for_data_dir(dir), registry);
+    let app = AppState::with_registry(Config::for_data_dir(dir), registry).expect("app state");
     McpServer::new(app, "in-process")
 }
 
@@ -149,7 +149,7 @@ fn sleeping_app() -> AppState {
     );
     let dir = std::env::temp_dir().join("comfyui-agent-inprocess-test");
     let registry = Registry::new(vec![spec]).expect("registry");
-    AppState::with_registry(Config::for_data_dir(dir), registry)
+    AppState::with_registry(Config::for_data_dir(dir), registry).expect("app state")
 }
 
 #[tokio::test]
@@ -166,7 +166,7 @@ async fn shutdown_lets_an_http_call_in_flight_finish() {
         signal.clone(),
     ));
 
-    let http = reqwest::Client::new();
+    let http = crate::support::http_client();
     let post = |body: Value, session: Option<String>| {
         let mut request = http
             .post(&url)

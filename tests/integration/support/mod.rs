@@ -156,6 +156,7 @@ pub struct HttpServer {
 
 impl HttpServer {
     pub async fn spawn(scratch: &Scratch, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        install_tls_provider();
         let mut args = vec!["serve", "--bind", "127.0.0.1:0"];
         args.extend_from_slice(extra);
         let mut command = scratch.command(&args);
@@ -204,7 +205,15 @@ impl HttpServer {
     }
 }
 
+/// Installs the process-wide TLS provider that test HTTP clients (ours and rmcp's) need: the
+/// crate builds reqwest with `rustls-no-provider`, and its own ComfyUI client passes an
+/// explicit provider instead. Safe to call many times.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub fn http_client() -> reqwest::Client {
+    install_tls_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()

@@ -1,0 +1,226 @@
+//! Why a call to ComfyUI failed, in words an artist can act on.
+
+use std::time::Duration;
+
+/// One failed call to ComfyUI.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ComfyError {
+    /// No connection: refused, reset, unknown host.
+    #[error("ComfyUI isn't answering at {url} ({detail})")]
+    Unreachable {
+        url: String,
+        detail: String,
+        hint: PortHint,
+    },
+    /// Recent calls all failed; this one was not attempted.
+    #[error("ComfyUI isn't answering at {url}")]
+    BreakerOpen {
+        url: String,
+        retry_in: Duration,
+        failures: u32,
+        hint: PortHint,
+    },
+    #[error("ComfyUI at {url} took longer than {} s to answer {what}", after.as_secs_f64())]
+    Timeout {
+        url: String,
+        operation: &'static str,
+        what: &'static str,
+        after: Duration,
+    },
+    /// ComfyUI answered with an error status where the call has no better reading of it.
+    #[error("ComfyUI answered {status} to {what}")]
+    Status {
+        url: String,
+        what: &'static str,
+        status: u16,
+        body: String,
+    },
+    /// The answer was not what ComfyUI sends: probably another program on that address.
+    #[error("ComfyUI's answer to {what} couldn't be read: {reason}")]
+    BadAnswer {
+        url: String,
+        what: &'static str,
+        reason: String,
+    },
+}
+
+/// Which port advice fits: the ComfyUI Desktop app listens on 8000, the standalone and
+/// portable builds on 8188.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortHint {
+    /// The user set the address; mention the other usual port if theirs is one of them.
+    Configured { port: Option<u16> },
+    /// Nothing was set and both usual ports were tried.
+    Discovered,
+}
+
+impl PortHint {
+    fn advice(self) -> &'static str {
+        match self {
+            Self::Configured { port: Some(8188) } => {
+                " If you use the ComfyUI Desktop app, it listens on port 8000: set COMFYUI_URL=http://127.0.0.1:8000."
+            }
+            Self::Configured { port: Some(8000) } => {
+                " The standalone and portable ComfyUI listen on port 8188: set COMFYUI_URL=http://127.0.0.1:8188 if that's yours."
+            }
+            Self::Configured { .. } => "",
+            Self::Discovered => {
+                " (Looked on 127.0.0.1 ports 8188 and 8000, where the ComfyUI and ComfyUI Desktop apps listen.)"
+            }
+        }
+    }
+}
+
+impl ComfyError {
+    /// A short, stable name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unreachable { .. } => "comfyui_unreachable",
+            Self::BreakerOpen { .. } => "comfyui_unreachable",
+            Self::Timeout { .. } => "comfyui_timeout",
+            Self::Status { .. } => "comfyui_error",
+            Self::BadAnswer { .. } => "comfyui_bad_answer",
+        }
+    }
+
+    /// Whether ComfyUI is down (as opposed to up and unhappy).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Unreachable { .. } | Self::BreakerOpen { .. })
+    }
+
+    /// What happened, why, and the next step.
+    pub fn user_message(&self) -> String {
+        match self {
+            Self::Unreachable { url, detail, hint } => format!(
+                "ComfyUI isn't answering at {url} ({detail}). Start ComfyUI, or set COMFYUI_URL if it runs elsewhere.{}",
+                hint.advice()
+            ),
+            Self::BreakerOpen {
+                url,
+                retry_in,
+                failures,
+                hint,
+            } => {
+                let when = if retry_in.is_zero() {
+                    "a check is under way now".to_string()
+                } else {
+                    format!("the next check is in {} s", retry_in.as_secs_f64().ceil())
+                };
+                format!(
+                    "ComfyUI isn't answering at {url}: the last {failures} attempts failed, so this call wasn't tried ({when}). Start ComfyUI, or set COMFYUI_URL if it runs elsewhere.{}",
+                    hint.advice()
+                )
+            }
+            Self::Timeout {
+                operation, after, ..
+            } => format!(
+                "{self}. It may be busy loading a model or running a large job; try again in a moment, or allow more time with COMFYUI_AGENT_TIMEOUTS={operation}={}.",
+                (after.as_secs() * 2).max(10)
+            ),
+            Self::Status { status, body, .. } => {
+                let body = snippet(body);
+                let said = if body.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {body}")
+                };
+                let next = match status {
+                    401 | 407 => {
+                        "ComfyUI (or a proxy in front of it) wants credentials: set COMFYUI_AUTH_TOKEN (and COMFYUI_AUTH_HEADER if it isn't Authorization)."
+                    }
+                    403 => {
+                        "ComfyUI (or a proxy in front of it) refused the request. Check COMFYUI_AUTH_TOKEN if it needs one, and that COMFYUI_URL is right."
+                    }
+                    404 => {
+                        "This ComfyUI doesn't offer that; it may be an older version, or COMFYUI_URL may point at the wrong place (a reverse proxy needs its base path, like https://host/comfy/)."
+                    }
+                    413 => "The upload is larger than ComfyUI accepts (100 MB by default).",
+                    500..=599 => {
+                        "ComfyUI hit an internal error; its console window or log shows the details. Try again, or restart ComfyUI if it keeps happening."
+                    }
+                    _ => "Check the request and try again.",
+                };
+                format!("{self}{said}. {next}")
+            }
+            Self::BadAnswer { url, .. } => format!(
+                "{self}. Check that COMFYUI_URL ({url}) points at ComfyUI itself and not another web app."
+            ),
+        }
+    }
+}
+
+/// The first 200 characters of a body, on one line.
+pub fn snippet(body: &str) -> String {
+    let flat: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > 200 {
+        format!("{}…", flat.chars().take(200).collect::<String>())
+    } else {
+        flat
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreachable_says_what_to_do_and_which_port() {
+        let error = ComfyError::Unreachable {
+            url: "http://127.0.0.1:8188/".into(),
+            detail: "connection refused".into(),
+            hint: PortHint::Configured { port: Some(8188) },
+        };
+        let text = error.user_message();
+        assert!(text.starts_with("ComfyUI isn't answering at http://127.0.0.1:8188/"));
+        assert!(text.contains("Start ComfyUI, or set COMFYUI_URL if it runs elsewhere."));
+        assert!(text.contains("port 8000"));
+        let other = ComfyError::Unreachable {
+            url: "http://gpu-box:9000/".into(),
+            detail: "connection refused".into(),
+            hint: PortHint::Configured { port: Some(9000) },
+        };
+        assert!(!other.user_message().contains("8000"));
+    }
+
+    #[test]
+    fn breaker_open_says_when_the_next_try_is() {
+        let error = ComfyError::BreakerOpen {
+            url: "http://127.0.0.1:8188/".into(),
+            retry_in: Duration::from_millis(4200),
+            failures: 5,
+            hint: PortHint::Discovered,
+        };
+        let text = error.user_message();
+        assert!(text.contains("the last 5 attempts failed"), "{text}");
+        assert!(text.contains("next check is in 5 s"), "{text}");
+        assert!(text.contains("8188 and 8000"));
+        assert_eq!(error.kind(), "comfyui_unreachable");
+    }
+
+    #[test]
+    fn status_errors_quote_the_body_briefly_and_advise() {
+        let error = ComfyError::Status {
+            url: "u".into(),
+            what: "the node list",
+            status: 500,
+            body: format!("500 Internal Server Error\n\n{}", "x".repeat(500)),
+        };
+        let text = error.user_message();
+        assert!(
+            text.starts_with("ComfyUI answered 500 to the node list: 500 Internal Server Error x")
+        );
+        assert!(text.contains('…'));
+        assert!(text.contains("console"));
+        let timeout = ComfyError::Timeout {
+            url: "http://h/".into(),
+            operation: "object_info",
+            what: "the node list",
+            after: Duration::from_secs(30),
+        };
+        assert!(
+            timeout
+                .user_message()
+                .contains("COMFYUI_AGENT_TIMEOUTS=object_info=60")
+        );
+    }
+}
