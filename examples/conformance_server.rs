@@ -78,7 +78,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let shared = Arc::new(Shared::new());
     let shutdown = Shutdown::immediate(comfyui_agent::shutdown_on_signal());
-    let app = router(move || Fixture::new(shared.clone()), &http, &shutdown);
+    let app = router(move || Fixture::new(shared.clone()), &http, &shutdown, None);
     eprintln!("conformance-server listening on http://{bound}/mcp");
     serve(app, listener, &shutdown).await?;
     Ok(())

@@ -505,13 +505,16 @@ impl Client {
         if !refresh && let Some(index) = self.cached_nodes(NODE_CACHE_TTL) {
             return Ok(index);
         }
+        let asked = Instant::now();
         let _fetching = self.nodes_refresh.lock().await;
-        // Someone else may have fetched it while this call waited.
-        if let Some(index) = self.cached_nodes(if refresh {
-            Duration::from_millis(200)
+        // Someone else may have fetched it while this call waited: for a refresh, only a
+        // fetch that finished after this call asked is new enough.
+        let max_age = if refresh {
+            asked.elapsed()
         } else {
             NODE_CACHE_TTL
-        }) {
+        };
+        if let Some(index) = self.cached_nodes(max_age) {
             return Ok(index);
         }
         match self.fetch_nodes().await {

@@ -69,8 +69,10 @@ pub async fn serve_app(
         }
         phases.sessions.cancel();
     });
+    let status = app.clone();
     let make = move || McpServer::new(app.clone(), "http");
-    serve(router(make, &http, &shutdown), listener, &shutdown).await
+    let router = router(make, &http, &shutdown, Some(status));
+    serve(router, listener, &shutdown).await
 }
 
 /// Runs `router` on `listener` with TCP_NODELAY on every connection (without it each small
@@ -106,8 +108,14 @@ pub async fn serve(
 }
 
 /// The HTTP surface for any handler: the product uses [`McpServer`], the conformance
-/// fixture server its own handler, behind the same guard.
-pub fn router<H, F>(make: F, http: &HttpConfig, shutdown: &Shutdown) -> Router
+/// fixture server its own handler, behind the same guard. With `app`, `/readyz` also reports
+/// where the ComfyUI connection stands.
+pub fn router<H, F>(
+    make: F,
+    http: &HttpConfig,
+    shutdown: &Shutdown,
+    app: Option<AppState>,
+) -> Router
 where
     H: ServerHandler,
     F: Fn() -> H + Clone + Send + Sync + 'static,
@@ -126,6 +134,7 @@ where
     );
     let health = Health {
         shutdown: shutdown.requested.clone(),
+        app,
     };
     let mcp_routes = Router::new()
         .nest_service("/mcp", streamable)
@@ -145,19 +154,37 @@ where
 #[derive(Debug, Clone)]
 struct Health {
     shutdown: CancellationToken,
+    app: Option<AppState>,
 }
 
 async fn healthz() -> Response {
     axum::Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") })).into_response()
 }
 
+/// Ready while not shutting down. ComfyUI being down does not make this server unready (its
+/// tools still answer, with clear errors), so the ComfyUI connection is reported alongside,
+/// from what the client already knows: this probe never touches the network.
 async fn readyz(State(health): State<Health>) -> Response {
     if health.shutdown.is_cancelled() {
         let body = json!({ "status": "shutting down" });
-        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
-    } else {
-        axum::Json(json!({ "status": "ready" })).into_response()
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
     }
+    let mut body = json!({ "status": "ready" });
+    if let Some(app) = &health.app {
+        let status = app.comfy().status();
+        body["comfyui"] = json!({
+            "url": status.url.as_str(),
+            "discovered": status.discovered,
+            "breaker": status.breaker.state.as_str(),
+            "consecutive_failures": status.breaker.consecutive_failures,
+            "retry_in_s": status.breaker.retry_in.as_secs_f64(),
+            "transitions": status.breaker.transitions,
+            "calls": status.calls.calls,
+            "failures": status.calls.failures,
+            "retries": status.calls.retries,
+        });
+    }
+    axum::Json(body).into_response()
 }
 
 /// The request checks shared by `/mcp`, `/sse` and `/messages`.

@@ -5,6 +5,7 @@
 #![allow(unreachable_pub)]
 
 mod cli;
+mod comfy;
 mod http;
 mod inprocess;
 mod stdio;

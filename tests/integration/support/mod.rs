@@ -1,4 +1,7 @@
-//! Helpers: a scratch environment, the binary under test, raw stdio and HTTP servers.
+//! Helpers: a scratch environment, the binary under test, raw stdio and HTTP servers, and a
+//! fake ComfyUI.
+
+pub mod fake_comfy;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -70,8 +73,14 @@ pub struct RawStdio {
 
 impl RawStdio {
     pub fn spawn(scratch: &Scratch) -> Self {
-        let mut child = scratch
-            .command(&["mcp"])
+        Self::spawn_with(scratch, &[])
+    }
+
+    /// Spawns with extra environment settings (`COMFYUI_URL` and the like).
+    pub fn spawn_with(scratch: &Scratch, env: &[(&str, &str)]) -> Self {
+        let mut command = scratch.command(&["mcp"]);
+        command.envs(env.iter().copied());
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -130,6 +139,20 @@ impl RawStdio {
         self.send(&serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
             .await;
         reply
+    }
+
+    /// Calls a tool and returns its result (a tool error is a result with `isError`).
+    pub async fn call_tool(&mut self, id: i64, name: &str, arguments: Value) -> Value {
+        self.send(&serde_json::json!({
+            "jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": name, "arguments": arguments}
+        }))
+        .await;
+        let reply = self.response(id).await;
+        reply
+            .get("result")
+            .cloned()
+            .unwrap_or_else(|| panic!("{name}: expected a result, got {reply}"))
     }
 
     /// Closes stdin, as a client does when it leaves.
