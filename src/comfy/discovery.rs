@@ -186,7 +186,13 @@ impl Host {
         match self.os {
             HostOs::Windows => {
                 let base = base.to_string_lossy();
-                PathBuf::from(windows_normalise(&format!("{base}\\{expanded}")))
+                // `\models` means the root of the base folder's drive, as in Python's join.
+                let joined = match (expanded.starts_with(['\\', '/']), base.get(..2)) {
+                    (true, Some(drive)) if drive.ends_with(':') => format!("{drive}{expanded}"),
+                    (true, _) => expanded,
+                    (false, _) => format!("{base}\\{expanded}"),
+                };
+                PathBuf::from(windows_normalise(&joined))
             }
             HostOs::MacOs | HostOs::Linux => lexical_normalise(&base.join(&expanded)),
         }
@@ -334,7 +340,7 @@ impl DiscoveryNote {
                 "Check the file's permissions, or set COMFYUI_DIR to your ComfyUI folder."
             }
             Self::BadModelPaths { .. } => {
-                "Fix that line (ComfyUI cannot read it either); models in the other folders are still listed."
+                "Fix that entry (ComfyUI cannot read it either); models in the other folders are still listed."
             }
         }
     }
@@ -1466,6 +1472,10 @@ mod tests {
         assert_eq!(
             windows.resolve(Path::new(r"D:\AI"), "E:/loras"),
             Path::new(r"E:\loras")
+        );
+        assert_eq!(
+            windows.resolve(Path::new(r"D:\AI"), r"\shared\vae"),
+            Path::new(r"D:\shared\vae")
         );
         assert_eq!(
             windows.resolve(Path::new(r"D:\AI"), "~/models"),
