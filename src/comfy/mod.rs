@@ -6,6 +6,7 @@ pub mod api;
 pub mod breaker;
 pub mod budget;
 pub mod client;
+pub mod discovery;
 pub mod error;
 pub mod nodes;
 
