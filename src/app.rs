@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio_util::task::TaskTracker;
 
 use crate::comfy::Comfy;
+use crate::comfy::discovery::{Host, Install, discover_install};
 use crate::config::Config;
 use crate::error::StartupError;
 use crate::paths::PathPolicy;
@@ -21,6 +22,8 @@ pub struct AppState {
 struct Shared {
     config: Config,
     paths: PathPolicy,
+    /// The ComfyUI folder: the configured one, or the one found on this machine.
+    install: Option<Install>,
     /// The ComfyUI client(s), shared by every session.
     comfy: Comfy,
     registry: Registry,
@@ -56,12 +59,14 @@ impl AppState {
 
     /// Builds the state around a given registry (tests and fixture servers).
     pub fn with_registry(config: Config, registry: Registry) -> Result<Self, StartupError> {
-        let paths = PathPolicy::from_config(&config);
-        let comfy = Comfy::new(&config)?;
+        let install = find_install(&config);
+        let paths = PathPolicy::from_config(&config, install.as_ref());
+        let comfy = Comfy::new(&config, install.as_ref())?;
         Ok(Self {
             shared: Arc::new(Shared {
                 config,
                 paths,
+                install,
                 comfy,
                 registry,
                 in_flight: TaskTracker::new(),
@@ -77,6 +82,11 @@ impl AppState {
 
     pub fn paths(&self) -> &PathPolicy {
         &self.shared.paths
+    }
+
+    /// The ComfyUI folder on this machine, when one is configured or was found.
+    pub fn install(&self) -> Option<&Install> {
+        self.shared.install.as_ref()
     }
 
     pub fn comfy(&self) -> &Comfy {
@@ -96,4 +106,24 @@ impl AppState {
         let n = self.shared.sessions_started.fetch_add(1, Ordering::Relaxed) + 1;
         format!("{transport}-{n}")
     }
+}
+
+/// Finds the ComfyUI folder once at start-up, logging how (or why not) to stderr.
+fn find_install(config: &Config) -> Option<Install> {
+    let discovery = discover_install(&Host::current(), config.comfyui_dir.as_deref());
+    for note in &discovery.notes {
+        tracing::warn!("{}", note.user_message());
+    }
+    match &discovery.install {
+        Some(install) => tracing::info!(
+            folder = %install.base_dir.display(),
+            found_by = %install.found_by,
+            "ComfyUI folder"
+        ),
+        None => tracing::debug!(
+            looked_in = discovery.searched.len(),
+            "no ComfyUI folder found on this machine; set COMFYUI_DIR to use one"
+        ),
+    }
+    discovery.install
 }

@@ -4,6 +4,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use crate::comfy::discovery::Install;
 use crate::config::Config;
 use crate::error::PathError;
 
@@ -15,12 +16,15 @@ pub struct PathPolicy {
 
 impl PathPolicy {
     /// The ComfyUI folder first (relative paths resolve against it), then any extra roots
-    /// from `COMFYUI_AGENT_ALLOWED_ROOTS`. The data folder is not a root: it holds every
-    /// session's state, which no client may read through a path.
-    pub fn from_config(config: &Config) -> Self {
-        let roots = config
-            .comfyui_dir
-            .iter()
+    /// from `COMFYUI_AGENT_ALLOWED_ROOTS`. The ComfyUI folder is the install's (configured or
+    /// found on this machine), else the configured one. The data folder is not a root: it
+    /// holds every session's state, which no client may read through a path.
+    pub fn from_config(config: &Config, install: Option<&Install>) -> Self {
+        let comfyui = install
+            .map(|install| &install.base_dir)
+            .or(config.comfyui_dir.as_ref());
+        let roots = comfyui
+            .into_iter()
             .chain(&config.extra_roots)
             .map(|root| canonical_or_normalised(root))
             .collect();

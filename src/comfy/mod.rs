@@ -52,7 +52,12 @@ pub struct ComfyStatus {
 }
 
 impl Comfy {
-    pub fn new(config: &Config) -> Result<Self, ClientSetupError> {
+    /// With no address configured, the usual ports are tried in order: 8188 first, or 8000
+    /// first when the install found on this machine is the Desktop app's.
+    pub fn new(
+        config: &Config,
+        install: Option<&discovery::Install>,
+    ) -> Result<Self, ClientSetupError> {
         if config.comfyui_url_configured {
             let url = config.comfyui_url.clone();
             let local = url.host().is_some_and(|host| match host {
@@ -71,7 +76,11 @@ impl Comfy {
                 last_discovery: tokio::sync::Mutex::new(None),
             });
         }
-        let candidates = DISCOVERY_PORTS
+        let mut ports = DISCOVERY_PORTS;
+        if install.is_some_and(|install| install.layout == discovery::Layout::Desktop) {
+            ports.reverse();
+        }
+        let candidates = ports
             .iter()
             .map(|port| {
                 let url = Url::parse(&format!("http://127.0.0.1:{port}/"))

@@ -22,8 +22,9 @@ pub fn tools() -> Vec<ToolSpec> {
         tool(
             "is_comfyui_running",
             "Is ComfyUI running?",
-            "Check whether ComfyUI answers, and report its address, version, GPU and Python. \
-             Never fails: when ComfyUI is down the answer says so and what to do.",
+            "Check whether ComfyUI answers, and report its address, version, GPU and Python, \
+             and the ComfyUI folder on this machine with how it was found. Never fails: when \
+             ComfyUI is down the answer says so and what to do.",
             Hints::LIVE_READ,
             is_comfyui_running,
         ),
@@ -96,11 +97,21 @@ pub struct RunningReport {
     /// Why it isn't reachable, and what to do.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The ComfyUI folder on this machine (models, custom_nodes, output), when configured
+    /// or found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comfyui_dir: Option<String>,
+    /// How that folder was found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comfyui_dir_source: Option<String>,
 }
 
 async fn is_comfyui_running(cx: ToolContext, _: NoParams) -> Result<RunningReport, ToolError> {
     let (client, outcome) = cx.app.comfy().check().await;
     let url = client.base_url().to_string();
+    let install = cx.app.install();
+    let comfyui_dir = install.map(|i| i.base_dir.display().to_string());
+    let comfyui_dir_source = install.map(|i| i.found_by.to_string());
     Ok(match outcome {
         Ok(stats) => RunningReport {
             running: true,
@@ -113,6 +124,8 @@ async fn is_comfyui_running(cx: ToolContext, _: NoParams) -> Result<RunningRepor
             python: stats.system.python_version.clone(),
             comfyui_version: stats.system.comfyui_version.clone(),
             error: None,
+            comfyui_dir,
+            comfyui_dir_source,
         },
         Err(error) => RunningReport {
             running: false,
@@ -121,6 +134,8 @@ async fn is_comfyui_running(cx: ToolContext, _: NoParams) -> Result<RunningRepor
             python: None,
             comfyui_version: None,
             error: Some(error.user_message()),
+            comfyui_dir,
+            comfyui_dir_source,
         },
     })
 }

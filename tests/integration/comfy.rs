@@ -542,3 +542,55 @@ async fn readyz_reports_the_comfyui_connection_without_touching_it() {
     );
     assert_eq!(ready["comfyui"]["consecutive_failures"], 1);
 }
+
+#[tokio::test]
+async fn the_comfyui_folder_is_found_in_the_home_folder_and_becomes_the_first_root() {
+    let fake = FakeComfy::start().await;
+    let scratch = Scratch::new();
+    // HOME is the scratch folder: a stock install at ~/ComfyUI.
+    let install = scratch.dir.path().join("ComfyUI");
+    std::fs::create_dir_all(install.join("models/checkpoints")).expect("mkdir");
+    std::fs::create_dir_all(install.join("user/default/workflows")).expect("mkdir");
+    std::fs::write(install.join("main.py"), "# ComfyUI\n").expect("write");
+    std::fs::copy(
+        crate::support::fixture("workflows/txt2img_sd15.json"),
+        install.join("user/default/workflows/portrait.json"),
+    )
+    .expect("copy");
+    let mut agent = agent_for(&fake, &scratch, &[]).await;
+
+    let report = agent.call_tool(1, "is_comfyui_running", json!({})).await;
+    let report = ok(&report);
+    let found = std::path::PathBuf::from(report["comfyui_dir"].as_str().expect("a folder"));
+    assert_eq!(
+        found.canonicalize().expect("exists"),
+        install.canonicalize().expect("exists")
+    );
+    assert_eq!(report["comfyui_dir_source"], "a usual ComfyUI location");
+
+    // Relative paths resolve against the found folder.
+    let result = agent
+        .call_tool(
+            2,
+            "check_model_compatibility",
+            json!({"workflow_path": "user/default/workflows/portrait.json"}),
+        )
+        .await;
+    assert_eq!(ok(&result)["family"], "sd15");
+}
+
+#[tokio::test]
+async fn a_configured_comfyui_folder_is_reported_as_configured() {
+    let fake = FakeComfy::start().await;
+    let scratch = Scratch::new();
+    let folder = scratch.dir.path().join("somewhere/ComfyUI");
+    std::fs::create_dir_all(folder.join("models")).expect("mkdir");
+    std::fs::write(folder.join("main.py"), "").expect("write");
+    let folder_text = folder.display().to_string();
+    let mut agent = agent_for(&fake, &scratch, &[("COMFYUI_DIR", folder_text.as_str())]).await;
+    let report = agent.call_tool(1, "is_comfyui_running", json!({})).await;
+    assert_eq!(
+        ok(&report)["comfyui_dir_source"],
+        "the configured ComfyUI folder"
+    );
+}
