@@ -100,8 +100,8 @@ async fn recorded_comfyui(body: &'static [u8]) -> Url {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let url = Url::parse(&format!("http://{}/", listener.local_addr().expect("addr")))
-        .expect("url");
+    let url =
+        Url::parse(&format!("http://{}/", listener.local_addr().expect("addr"))).expect("url");
     tokio::spawn(async move { axum::serve(listener, app).await });
     url
 }
@@ -159,9 +159,13 @@ fn main() -> ExitCode {
             name: "get_all_nodes (cached, category filter)",
             target: Duration::from_micros(200),
             samples: measure_async(2000, || async {
-                call(&app, "get_all_nodes", json!({"category_filter": "sampling"}))
-                    .await
-                    .expect("cached");
+                call(
+                    &app,
+                    "get_all_nodes",
+                    json!({"category_filter": "sampling"}),
+                )
+                .await
+                .expect("cached");
             })
             .await,
         });

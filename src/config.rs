@@ -398,6 +398,20 @@ fn comfy_config(env: &Env) -> Result<ComfyConfig, ConfigError> {
                 (!name.is_empty() && secs > 0.0 && secs <= 3600.0)
                     .then(|| (name.to_string(), std::time::Duration::from_secs_f64(secs)))
             });
+            if let Some((name, _)) = &parsed
+                && crate::comfy::Operation::from_setting(name).is_none()
+            {
+                let known = crate::comfy::Operation::ALL.map(crate::comfy::Operation::name);
+                return Err(ConfigError::new(
+                    ENV_TIMEOUTS,
+                    raw,
+                    format!("and {name:?} is neither an operation nor a tool that calls ComfyUI"),
+                    format!(
+                        "Use one of {}, or a live tool's name like get_queue_status.",
+                        known.join(", ")
+                    ),
+                ));
+            }
             match parsed {
                 Some(pair) => timeouts.push(pair),
                 None => {
@@ -744,6 +758,31 @@ mod tests {
         assert_eq!(error.setting, "COMFYUI_AGENT_BREAKER_FAILURES");
         let error = resolve(&["mcp"], &[("COMFYUI_AGENT_TIMEOUTS", "history")]).expect_err("no =");
         assert_eq!(error.setting, "COMFYUI_AGENT_TIMEOUTS");
+    }
+
+    #[test]
+    fn timeouts_take_tool_names_and_refuse_unknown_ones() {
+        let config = resolve(
+            &["mcp"],
+            &[("COMFYUI_AGENT_TIMEOUTS", "get_queue_status=12")],
+        )
+        .expect("a tool name is accepted");
+        let client = crate::comfy::Client::new(
+            config.comfyui_url.clone(),
+            &config.comfy,
+            crate::comfy::PortHint::Discovered,
+        )
+        .expect("client");
+        assert_eq!(
+            client.timeout(crate::comfy::Operation::Queue),
+            std::time::Duration::from_secs(12)
+        );
+        let error = resolve(&["mcp"], &[("COMFYUI_AGENT_TIMEOUTS", "objectinfo=60")])
+            .expect_err("a typo is refused, not ignored");
+        assert_eq!(error.setting, "COMFYUI_AGENT_TIMEOUTS");
+        let line = error.to_string();
+        assert!(line.contains("\"objectinfo\""), "{line}");
+        assert!(line.contains("object_info"), "lists the names: {line}");
     }
 
     #[test]

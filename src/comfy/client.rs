@@ -64,6 +64,23 @@ impl Operation {
         }
     }
 
+    /// The operation a `COMFYUI_AGENT_TIMEOUTS` key names: an operation name, or the name
+    /// of a tool that makes that call (`get_queue_status=10` is `queue=10`).
+    pub fn from_setting(key: &str) -> Option<Self> {
+        let key = key.trim();
+        if let Some(op) = Self::ALL.into_iter().find(|op| op.name() == key) {
+            return Some(op);
+        }
+        match key {
+            "is_comfyui_running" | "get_system_stats" => Some(Self::SystemStats),
+            "get_all_nodes" => Some(Self::ObjectInfo),
+            "get_node_info" => Some(Self::NodeInfo),
+            "get_queue_status" => Some(Self::Queue),
+            "get_history" => Some(Self::History),
+            _ => None,
+        }
+    }
+
     fn what(self) -> &'static str {
         match self {
             Self::SystemStats => "the system check",
@@ -174,16 +191,10 @@ impl Client {
             .iter()
             .map(|op| (op.name(), op.default_timeout()))
             .collect();
+        // Settings are validated when read, so every name here is known.
         for (name, duration) in &config.timeouts {
-            match Operation::ALL.iter().find(|op| op.name() == name) {
-                Some(op) => {
-                    timeouts.insert(op.name(), *duration);
-                }
-                None => tracing::warn!(
-                    operation = %name,
-                    known = ?Operation::ALL.map(Operation::name),
-                    "COMFYUI_AGENT_TIMEOUTS names an unknown operation; ignoring it"
-                ),
+            if let Some(op) = Operation::from_setting(name) {
+                timeouts.insert(op.name(), *duration);
             }
         }
         Ok(Self {

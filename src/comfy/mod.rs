@@ -19,7 +19,7 @@ use url::Url;
 pub use client::{Client, ClientSetupError, Operation};
 pub use error::{ComfyError, PortHint};
 
-use crate::config::Config;
+use crate::config::{ComfyConfig, Config};
 use breaker::{BreakerSnapshot, BreakerState};
 use client::CallStats;
 
@@ -80,12 +80,17 @@ impl Comfy {
         if install.is_some_and(|install| install.layout == discovery::Layout::Desktop) {
             ports.reverse();
         }
+        Self::discovering(&config.comfy, &ports)
+    }
+
+    /// Looks for ComfyUI on these loopback ports, in order of preference.
+    fn discovering(config: &ComfyConfig, ports: &[u16]) -> Result<Self, ClientSetupError> {
         let candidates = ports
             .iter()
             .map(|port| {
                 let url = Url::parse(&format!("http://127.0.0.1:{port}/"))
                     .expect("a loopback URL with a port is valid");
-                Client::new(url, &config.comfy, PortHint::Discovered).map(Arc::new)
+                Client::new(url, config, PortHint::Discovered).map(Arc::new)
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
@@ -248,6 +253,83 @@ mod tests {
             ws_url(&base, "x y").as_str(),
             "ws://127.0.0.1:8188/ws?clientId=x+y"
         );
+    }
+
+    /// A loopback server that answers `/system_stats` like ComfyUI (or, with `comfy: false`,
+    /// like some other program on the port).
+    async fn listening(comfy: bool) -> (u16, tokio::task::JoinHandle<()>) {
+        use axum::routing::get;
+        let body = if comfy {
+            r#"{"system": {"comfyui_version": "0.3.64"}, "devices": []}"#
+        } else {
+            "<html>not ComfyUI</html>"
+        };
+        let app = axum::Router::new().route("/system_stats", get(move || async move { body }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (port, task)
+    }
+
+    /// A port nobody listens on.
+    fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    }
+
+    #[tokio::test]
+    async fn discovery_picks_the_first_port_where_comfyui_answers() {
+        let (other, _other) = listening(false).await;
+        let (comfy, _comfy) = listening(true).await;
+        let ports = [closed_port(), other, comfy];
+        let found = Comfy::discovering(&ComfyConfig::default(), &ports).expect("comfy");
+        let started = Instant::now();
+        let client = found.client().await;
+        assert!(
+            started.elapsed() < DISCOVERY_BUDGET * 3,
+            "bounded by the budget"
+        );
+        assert_eq!(client.base_url().port(), Some(comfy));
+        let status = found.status();
+        assert!(status.discovered);
+        assert_eq!(status.url.port(), Some(comfy));
+    }
+
+    #[tokio::test]
+    async fn with_nothing_answering_the_first_port_is_used_and_errors_name_both() {
+        let ports = [closed_port(), closed_port()];
+        let found = Comfy::discovering(&ComfyConfig::default(), &ports).expect("comfy");
+        let client = found.client().await;
+        assert_eq!(client.base_url().port(), Some(ports[0]));
+        let error = client.queue().await.expect_err("nothing listens");
+        let message = error.user_message();
+        assert!(message.contains("8188 and 8000"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_comfyui_started_later_is_found_by_the_health_check() {
+        let late = closed_port();
+        let found = Comfy::discovering(&ComfyConfig::default(), &[late]).expect("comfy");
+        let (_, outcome) = found.check().await;
+        assert!(outcome.is_err());
+        // ComfyUI starts on that port.
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", late))
+            .await
+            .expect("rebind the port");
+        let app = axum::Router::new().route(
+            "/system_stats",
+            axum::routing::get(|| async { r#"{"system": {}, "devices": []}"# }),
+        );
+        let _server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let (client, outcome) = found.check().await;
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert_eq!(client.base_url().port(), Some(late));
     }
 
     #[test]
