@@ -7,6 +7,7 @@ pub mod breaker;
 pub mod budget;
 pub mod client;
 pub mod error;
+pub mod events;
 pub mod nodes;
 
 use std::sync::{Arc, RwLock};
