@@ -221,6 +221,12 @@ impl Client {
         &self.headers
     }
 
+    /// Which port advice fits this endpoint, for errors raised outside the HTTP path (the
+    /// WebSocket).
+    pub fn port_hint(&self) -> PortHint {
+        self.hint
+    }
+
     pub fn breaker(&self) -> BreakerSnapshot {
         self.breaker.snapshot()
     }

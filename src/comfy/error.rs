@@ -35,6 +35,16 @@ pub enum ComfyError {
         status: u16,
         body: String,
     },
+    /// The live event connection dropped and could not be re-opened within the reconnect
+    /// bound. Kept apart from `Unreachable` because queued work may well still be running.
+    #[error("lost the live connection to ComfyUI at {url} and couldn't re-open it ({detail})")]
+    ConnectionLost {
+        url: String,
+        attempts: u32,
+        waited: Duration,
+        detail: String,
+        hint: PortHint,
+    },
     /// The answer was not what ComfyUI sends: probably another program on that address.
     #[error("ComfyUI's answer to {what} couldn't be read: {reason}")]
     BadAnswer {
@@ -77,6 +87,7 @@ impl ComfyError {
         match self {
             Self::Unreachable { .. } => "comfyui_unreachable",
             Self::BreakerOpen { .. } => "comfyui_unreachable",
+            Self::ConnectionLost { .. } => "comfyui_unreachable",
             Self::Timeout { .. } => "comfyui_timeout",
             Self::Status { .. } => "comfyui_error",
             Self::BadAnswer { .. } => "comfyui_bad_answer",
@@ -85,7 +96,10 @@ impl ComfyError {
 
     /// Whether ComfyUI is down (as opposed to up and unhappy).
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, Self::Unreachable { .. } | Self::BreakerOpen { .. })
+        matches!(
+            self,
+            Self::Unreachable { .. } | Self::BreakerOpen { .. } | Self::ConnectionLost { .. }
+        )
     }
 
     /// What happened, why, and the next step.
@@ -142,6 +156,17 @@ impl ComfyError {
                 };
                 format!("{self}{said}. {next}")
             }
+            Self::ConnectionLost {
+                url,
+                attempts,
+                waited,
+                detail,
+                hint,
+            } => format!(
+                "Lost the live connection to ComfyUI at {url}: {attempts} attempts to re-open it over {} s failed ({detail}). Work already queued may still be running or finished; once ComfyUI answers again, check it with get_execution_status or get_history. If ComfyUI was closed, start it again, or set COMFYUI_URL if it runs elsewhere.{}",
+                waited.as_secs_f64().ceil(),
+                hint.advice()
+            ),
             Self::BadAnswer { url, .. } => format!(
                 "{self}. Check that COMFYUI_URL ({url}) points at ComfyUI itself and not another web app."
             ),
@@ -194,6 +219,26 @@ mod tests {
         assert!(text.contains("the last 5 attempts failed"), "{text}");
         assert!(text.contains("next check is in 5 s"), "{text}");
         assert!(text.contains("8188 and 8000"));
+        assert_eq!(error.kind(), "comfyui_unreachable");
+    }
+
+    #[test]
+    fn a_lost_connection_points_at_the_queued_work() {
+        let error = ComfyError::ConnectionLost {
+            url: "http://127.0.0.1:8000/".into(),
+            attempts: 10,
+            waited: Duration::from_millis(59_200),
+            detail: "connection refused".into(),
+            hint: PortHint::Configured { port: Some(8000) },
+        };
+        let text = error.user_message();
+        assert!(
+            text.contains("10 attempts to re-open it over 60 s failed"),
+            "{text}"
+        );
+        assert!(text.contains("get_execution_status"), "{text}");
+        assert!(text.contains("port 8188"), "{text}");
+        assert!(error.is_unreachable());
         assert_eq!(error.kind(), "comfyui_unreachable");
     }
 

@@ -8,6 +8,7 @@ pub mod budget;
 pub mod client;
 pub mod discovery;
 pub mod error;
+pub mod events;
 pub mod nodes;
 
 use std::sync::{Arc, RwLock};
