@@ -88,6 +88,26 @@ impl RetryBudget {
     }
 }
 
+/// Fresh random-ish numbers for spreading retries, without a random-number dependency: the
+/// process's random hash keys over a counter, so every draw differs.
+#[derive(Debug, Default)]
+pub struct Jitter {
+    keys: std::hash::RandomState,
+    draws: std::sync::atomic::AtomicU64,
+}
+
+impl Jitter {
+    pub fn draw(&self) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let n = self
+            .draws
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut hasher = self.keys.build_hasher();
+        hasher.write_u64(n);
+        hasher.finish()
+    }
+}
+
 /// The wait before retry number `attempt` (1-based): 100 ms doubling, capped at 2 s, with
 /// "equal jitter" (between half and all of it) so that callers failing together don't retry
 /// together. `entropy` is any fresh random-ish number.
@@ -103,6 +123,16 @@ pub fn backoff(attempt: u32, entropy: u64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jitter_draws_differ() {
+        let jitter = Jitter::default();
+        let draws: std::collections::HashSet<u64> = (0..100).map(|_| jitter.draw()).collect();
+        assert_eq!(draws.len(), 100);
+        let waits: std::collections::HashSet<Duration> =
+            (0..20).map(|_| backoff(3, jitter.draw())).collect();
+        assert!(waits.len() > 10, "retries spread out: {waits:?}");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_dead_server_gets_the_floor_and_a_fifth_of_the_traffic() {

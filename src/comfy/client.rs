@@ -3,7 +3,6 @@
 //! budget (a prompt is never re-posted), and the cached node registry.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use url::Url;
 
 use super::api::{History, HistoryEntry, Queue, SystemStats};
 use super::breaker::{Breaker, BreakerSnapshot};
-use super::budget::{RetryBudget, backoff};
+use super::budget::{Jitter, RetryBudget, backoff};
 use super::error::{ComfyError, PortHint};
 use super::nodes::{Node, NodeIndex};
 use crate::config::ComfyConfig;
@@ -149,7 +148,7 @@ pub struct Client {
     nodes: RwLock<Option<CachedIndex>>,
     /// Held while the registry is being fetched, so concurrent callers wait for one fetch.
     nodes_refresh: tokio::sync::Mutex<()>,
-    jitter: std::hash::RandomState,
+    jitter: Jitter,
 }
 
 /// Settings that make the HTTP client unusable (a bad auth header value, no TLS support).
@@ -208,7 +207,7 @@ impl Client {
             stats: Mutex::new(CallStats::default()),
             nodes: RwLock::new(None),
             nodes_refresh: tokio::sync::Mutex::new(()),
-            jitter: std::hash::RandomState::new(),
+            jitter: Jitter::default(),
         })
     }
 
@@ -329,7 +328,7 @@ impl Client {
             {
                 attempt += 1;
                 lock(&self.stats).retries += 1;
-                let wait = backoff(attempt, self.jitter.build_hasher().finish());
+                let wait = backoff(attempt, self.jitter.draw());
                 tracing::debug!(
                     operation = op.name(),
                     attempt,

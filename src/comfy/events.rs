@@ -8,7 +8,6 @@
 //! `/history` for what it missed.
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +25,7 @@ use tokio_tungstenite::tungstenite::{self, Bytes, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use url::Url;
 
+use super::budget::Jitter;
 use super::client::Client;
 use super::error::{ComfyError, PortHint};
 
@@ -689,8 +689,7 @@ pub struct EventStream {
     filter: Option<PromptFilter>,
     ping_sent: bool,
     finished: bool,
-    jitter: std::hash::RandomState,
-    draws: u64,
+    jitter: Jitter,
 }
 
 impl std::fmt::Debug for EventStream {
@@ -747,8 +746,7 @@ impl EventStream {
             filter: None,
             ping_sent: false,
             finished: false,
-            jitter: std::hash::RandomState::new(),
-            draws: 0,
+            jitter: Jitter::default(),
         };
         stream.socket = Some(stream.open().await?);
         Ok(stream)
@@ -914,10 +912,7 @@ impl EventStream {
     }
 
     fn entropy(&mut self) -> u64 {
-        self.draws += 1;
-        let mut hasher = self.jitter.build_hasher();
-        hasher.write_u64(self.draws);
-        hasher.finish()
+        self.jitter.draw()
     }
 
     /// One connection attempt, within the connect timeout.
