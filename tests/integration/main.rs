@@ -6,6 +6,7 @@
 
 mod cli;
 mod comfy;
+mod events;
 mod http;
 mod inprocess;
 mod stdio;
