@@ -594,3 +594,78 @@ async fn a_configured_comfyui_folder_is_reported_as_configured() {
         "the configured ComfyUI folder"
     );
 }
+
+/// The live tools that need ComfyUI, each with arguments that are valid.
+fn live_calls() -> Vec<(&'static str, Value)> {
+    vec![
+        ("get_all_nodes", json!({"refresh": true})),
+        ("get_node_info", json!({"node_type": "KSampler"})),
+        ("get_system_stats", json!({})),
+        ("get_queue_status", json!({})),
+        ("get_history", json!({"max_items": 2})),
+    ]
+}
+
+#[tokio::test]
+async fn every_live_tool_times_out_with_advice_when_comfyui_is_slow() {
+    let fake = FakeComfy::start().await;
+    let scratch = Scratch::new();
+    let limits = "system_stats=0.3,object_info=0.3,node_info=0.3,queue=0.3,history=0.3";
+    let mut agent = agent_for(
+        &fake,
+        &scratch,
+        &[
+            ("COMFYUI_AGENT_TIMEOUTS", limits),
+            ("COMFYUI_AGENT_BREAKER_FAILURES", "100"),
+        ],
+    )
+    .await;
+    fake.always(Fault::Delay(Duration::from_secs(3)));
+    for (id, (tool, args)) in (1..).zip(live_calls()) {
+        let message = failed(&agent.call_tool(id, tool, args).await);
+        assert!(
+            message.contains("took longer than 0.3 s"),
+            "{tool}: {message}"
+        );
+        assert!(
+            message.contains("COMFYUI_AGENT_TIMEOUTS="),
+            "{tool}: {message}"
+        );
+    }
+    let report = agent.call_tool(50, "is_comfyui_running", json!({})).await;
+    let report = ok(&report);
+    assert_eq!(report["running"], false);
+    assert!(
+        report["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("took longer")),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn every_live_tool_fails_fast_while_the_breaker_is_open_and_works_once_it_closes() {
+    let fake = FakeComfy::start().await;
+    let scratch = Scratch::new();
+    let mut agent = agent_for(&fake, &scratch, &[("COMFYUI_AGENT_BREAKER_FAILURES", "1")]).await;
+    fake.always(Fault::Status(500));
+    let first = failed(&agent.call_tool(1, "get_system_stats", json!({})).await);
+    assert!(first.contains("500"), "{first}");
+    let hits = fake.seen().len();
+    for (id, (tool, args)) in (2..).zip(live_calls()) {
+        let message = failed(&agent.call_tool(id, tool, args).await);
+        assert!(message.contains("wasn't tried"), "{tool}: {message}");
+    }
+    assert_eq!(
+        fake.seen().len(),
+        hits,
+        "nothing reached ComfyUI while open"
+    );
+
+    fake.heal();
+    let up = agent.call_tool(20, "is_comfyui_running", json!({})).await;
+    assert_eq!(ok(&up)["running"], true);
+    for (id, (tool, args)) in (21..).zip(live_calls()) {
+        ok(&agent.call_tool(id, tool, args).await);
+    }
+}
