@@ -88,7 +88,7 @@ fn as_index(value: &Value) -> Option<usize> {
     }
     let f = value.as_f64()?;
     // Integral, non-negative and small: JSON numbers written by other tools as 1.0.
-    (f >= 0.0 && f.fract() == 0.0 && f <= 1e9).then(|| f as usize)
+    (f >= 0.0 && f.fract() == 0.0 && f <= 1e9).then_some(f as usize)
 }
 
 impl Input {
