@@ -89,6 +89,8 @@ pub enum PathError {
     NotFound { path: String },
     #[error("{path} is a folder, not a file")]
     NotAFile { path: String },
+    #[error("{path} can't be written: the folder {folder} does not exist")]
+    NoFolder { path: String, folder: String },
     #[error("{path} is {size} bytes, more than the {limit}-byte limit")]
     TooLarge { path: String, size: u64, limit: u64 },
     #[error("{path} could not be read: {source}")]
@@ -166,6 +168,9 @@ impl ToolError {
             }
             Self::Path(PathError::NotFound { .. }) | Self::Path(PathError::NotAFile { .. }) => {
                 "Check the path (absolute, or relative to the ComfyUI folder) and try again."
+            }
+            Self::Path(PathError::NoFolder { .. }) => {
+                "Create that folder first, or save into an existing folder such as the ComfyUI folder's user/default/workflows."
             }
             Self::Path(PathError::Empty) => "Pass the path of a file.",
             Self::Path(PathError::TooLarge { .. }) => "Use a smaller file.",

@@ -65,6 +65,51 @@ impl PathPolicy {
         Ok(resolved)
     }
 
+    /// Resolves `raw` to a file that may be written: its folder must exist inside the roots
+    /// (after resolving symlinks), and an existing file there must itself resolve inside them
+    /// (a symlink can't redirect the write elsewhere). The file need not exist yet.
+    pub fn writable_file(&self, raw: &str) -> Result<PathBuf, PathError> {
+        let candidate = self.absolute(raw)?;
+        let Some(name) = candidate.file_name().filter(|n| !n.is_empty()) else {
+            return Err(PathError::NotAFile { path: raw.into() });
+        };
+        let name = name.to_os_string();
+        let parent = candidate
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .ok_or_else(|| self.outside(raw))?;
+        let folder = match parent.canonicalize() {
+            Ok(folder) => folder,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                self.check_inside(&normalise(parent), raw)?;
+                return Err(PathError::NoFolder {
+                    path: raw.into(),
+                    folder: parent.display().to_string(),
+                });
+            }
+            Err(source) => {
+                return Err(PathError::Io {
+                    path: raw.into(),
+                    source,
+                });
+            }
+        };
+        self.check_inside(&folder, raw)?;
+        let target = folder.join(&name);
+        match target.canonicalize() {
+            Ok(existing) => {
+                self.check_inside(&existing, raw)?;
+                if existing.is_dir() {
+                    return Err(PathError::NotAFile { path: raw.into() });
+                }
+                Ok(existing)
+            }
+            // A dangling symlink would be followed by the write: refuse it.
+            Err(_) if target.symlink_metadata().is_ok() => Err(self.outside(raw)),
+            Err(_) => Ok(target),
+        }
+    }
+
     /// Reads a file inside the roots, refusing ones larger than `limit` bytes. The limit is
     /// enforced on the bytes actually read, so a file growing meanwhile can't slip past it.
     pub async fn read_capped(&self, raw: &str, limit: u64) -> Result<Vec<u8>, PathError> {
@@ -247,6 +292,111 @@ mod tests {
             none.existing_file("x.json"),
             Err(PathError::OutsideRoots { .. })
         ));
+    }
+
+    #[test]
+    fn writable_files_stay_inside_and_need_their_folder() {
+        let (dir, policy) = setup();
+        let fresh = policy
+            .writable_file("user/new.json")
+            .expect("new file inside");
+        assert!(fresh.ends_with("ComfyUI/user/new.json"));
+        assert!(
+            policy.writable_file("user/wf.json").is_ok(),
+            "overwrite inside"
+        );
+        assert!(matches!(
+            policy.writable_file("user/missing/new.json"),
+            Err(PathError::NoFolder { .. })
+        ));
+        assert!(matches!(
+            policy.writable_file("user"),
+            Err(PathError::NotAFile { .. })
+        ));
+        let sibling = dir.path().join("ComfyUI2/out.json");
+        assert!(matches!(
+            policy.writable_file(sibling.to_str().expect("utf-8")),
+            Err(PathError::OutsideRoots { .. })
+        ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn writes_do_not_follow_symlinks_out() {
+        let (dir, policy) = setup();
+        let outside = dir.path().join("ComfyUI2");
+        std::os::unix::fs::symlink(&outside, dir.path().join("ComfyUI/user/escape"))
+            .expect("dir link");
+        std::os::unix::fs::symlink(
+            outside.join("secret.json"),
+            dir.path().join("ComfyUI/user/over.json"),
+        )
+        .expect("file link");
+        std::os::unix::fs::symlink(
+            outside.join("absent.json"),
+            dir.path().join("ComfyUI/user/dangling.json"),
+        )
+        .expect("dangling link");
+        for raw in ["user/escape/x.json", "user/over.json", "user/dangling.json"] {
+            assert!(
+                matches!(
+                    policy.writable_file(raw),
+                    Err(PathError::OutsideRoots { .. })
+                ),
+                "{raw}"
+            );
+        }
+    }
+
+    /// Every way of naming a place outside the root is refused, for reading and writing.
+    #[test]
+    fn the_traversal_corpus_never_escapes() {
+        let (dir, policy) = setup();
+        let outside = dir.path().join("ComfyUI2/secret.json");
+        let outside = outside.to_str().expect("utf-8");
+        let corpus = [
+            "../ComfyUI2/secret.json",
+            "user/../../ComfyUI2/secret.json",
+            "./../ComfyUI2/secret.json",
+            "user/./../../ComfyUI2/secret.json",
+            "../../../../../../etc/passwd",
+            "/etc/passwd",
+            outside,
+            "user/../../../ComfyUI2/secret.json",
+            "..",
+            "../",
+            "~/../../etc/passwd",
+        ];
+        for raw in corpus {
+            assert!(
+                matches!(
+                    policy.existing_file(raw),
+                    Err(PathError::OutsideRoots { .. } | PathError::NotFound { .. })
+                ),
+                "read {raw}"
+            );
+            let written = policy.writable_file(raw);
+            assert!(
+                written.as_ref().map_or(true, |path| path
+                    .starts_with(dir.path().join("ComfyUI").canonicalize().expect("root"))),
+                "write {raw}: {written:?}"
+            );
+        }
+        // Names that are strange but stay inside (Windows separators and encoded dots are
+        // plain characters on Unix, so they name files inside the root).
+        for raw in [
+            "user\\..\\..\\ComfyUI2\\secret.json",
+            "user/%2e%2e/%2e%2e/x.json",
+            "user/..%2fx.json",
+        ] {
+            if let Ok(path) = policy.writable_file(raw) {
+                assert!(
+                    path.starts_with(dir.path().join("ComfyUI").canonicalize().expect("root")),
+                    "{raw}"
+                );
+            }
+            assert!(policy.existing_file(raw).is_err(), "{raw}");
+        }
     }
 
     #[tokio::test]
