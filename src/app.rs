@@ -11,6 +11,10 @@ use crate::config::Config;
 use crate::error::StartupError;
 use crate::paths::PathPolicy;
 use crate::registry::Registry;
+use crate::session::NamedSessions;
+
+/// How long a named session may sit unused in memory.
+const NAMED_SESSION_IDLE: std::time::Duration = std::time::Duration::from_secs(60 * 60);
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -24,6 +28,8 @@ struct Shared {
     paths: PathPolicy,
     /// The ComfyUI folder: the configured one, or the one found on this machine.
     install: Option<Install>,
+    /// Sessions addressed by name (a tool's `session` argument, stateless clients).
+    named_sessions: NamedSessions,
     /// The ComfyUI client(s), shared by every session.
     comfy: Comfy,
     registry: Registry,
@@ -67,6 +73,7 @@ impl AppState {
                 config,
                 paths,
                 install,
+                named_sessions: NamedSessions::new(NAMED_SESSION_IDLE),
                 comfy,
                 registry,
                 in_flight: TaskTracker::new(),
@@ -87,6 +94,10 @@ impl AppState {
     /// The ComfyUI folder on this machine, when one is configured or was found.
     pub fn install(&self) -> Option<&Install> {
         self.shared.install.as_ref()
+    }
+
+    pub fn named_sessions(&self) -> &NamedSessions {
+        &self.shared.named_sessions
     }
 
     pub fn comfy(&self) -> &Comfy {

@@ -40,6 +40,9 @@ pub struct McpServer {
     /// `stdio`, `http`, `sse`: names the session in logs.
     transport: &'static str,
     session: Arc<Session>,
+    /// Whether this connection began with `initialize`. Stateless requests (2026-07-28)
+    /// don't, and keep their state in a named session instead.
+    initialized: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl McpServer {
@@ -49,6 +52,7 @@ impl McpServer {
             app,
             transport,
             session: Arc::default(),
+            initialized: Arc::default(),
         }
     }
 }
@@ -60,6 +64,8 @@ pub struct ToolContext {
     pub session: Arc<Session>,
     /// Fires when the client cancels the call or the session ends.
     pub cancelled: CancellationToken,
+    /// A request outside an initialized connection (2026-07-28 stateless).
+    pub stateless: bool,
     peer: Option<Peer<RoleServer>>,
     log_level: Option<LoggingLevel>,
 }
@@ -71,8 +77,20 @@ impl ToolContext {
             app,
             session: Arc::default(),
             cancelled: CancellationToken::new(),
+            stateless: false,
             peer: None,
             log_level: None,
+        }
+    }
+
+    /// The session whose workflow and notes a call works on: the named one when the call
+    /// names one, else this connection's, else (for stateless requests, which have no
+    /// connection) the default named session.
+    pub fn workspace(&self, named: Option<&str>) -> Arc<Session> {
+        match named.map(str::trim).filter(|name| !name.is_empty()) {
+            Some(name) => self.app.named_sessions().get(name),
+            None if self.stateless => self.app.named_sessions().get(crate::session::DEFAULT_NAME),
+            None => Arc::clone(&self.session),
         }
     }
 
@@ -139,6 +157,8 @@ impl ServerHandler for McpServer {
             "client connected"
         );
         context.peer.set_peer_info(request.clone());
+        self.initialized
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.negotiate_initialize(&request)
     }
 
@@ -200,6 +220,7 @@ impl ServerHandler for McpServer {
             app: self.app.clone(),
             session: Arc::clone(&self.session),
             cancelled: context.ct.clone(),
+            stateless: !self.initialized.load(std::sync::atomic::Ordering::Relaxed),
             peer: Some(context.peer.clone()),
             log_level,
         };

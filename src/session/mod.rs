@@ -6,6 +6,8 @@
 
 use std::sync::Mutex;
 
+use tokio::time::Instant;
+
 use rmcp::model::LoggingLevel;
 
 #[derive(Debug, Default)]
@@ -21,5 +23,79 @@ impl Session {
 
     pub fn set_log_level(&self, level: LoggingLevel) {
         *self.log_level.lock().unwrap_or_else(|p| p.into_inner()) = Some(level);
+    }
+}
+
+/// Sessions addressed by name: by tools given a `session` argument, and by stateless clients
+/// (protocol 2026-07-28), whose requests carry no connection to hang state on. Shared by every
+/// connection; a name not used for `idle` is forgotten (its saved copy on disk, if any, stays).
+#[derive(Debug)]
+pub struct NamedSessions {
+    idle: std::time::Duration,
+    sessions: Mutex<std::collections::HashMap<String, (std::sync::Arc<Session>, Instant)>>,
+}
+
+/// The name stateless requests use when they give none.
+pub const DEFAULT_NAME: &str = "default";
+
+impl NamedSessions {
+    pub fn new(idle: std::time::Duration) -> Self {
+        Self {
+            idle,
+            sessions: Mutex::default(),
+        }
+    }
+
+    /// The session called `name`, created on first use. Sessions idle for longer than the
+    /// limit are dropped on the way.
+    pub fn get(&self, name: &str) -> std::sync::Arc<Session> {
+        let now = Instant::now();
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let idle = self.idle;
+        sessions.retain(|_, (_, used)| now.duration_since(*used) < idle);
+        let entry = sessions
+            .entry(name.to_string())
+            .or_insert_with(|| (std::sync::Arc::default(), now));
+        entry.1 = now;
+        std::sync::Arc::clone(&entry.0)
+    }
+
+    /// How many named sessions are in memory.
+    pub fn len(&self) -> usize {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn named_sessions_are_shared_by_name_and_forgotten_when_idle() {
+        let named = NamedSessions::new(std::time::Duration::from_secs(60));
+        let a = named.get("a");
+        a.set_log_level(LoggingLevel::Info);
+        assert!(std::sync::Arc::ptr_eq(&a, &named.get("a")));
+        assert!(!std::sync::Arc::ptr_eq(&a, &named.get("b")));
+        tokio::time::advance(std::time::Duration::from_secs(30)).await;
+        named.get("a");
+        tokio::time::advance(std::time::Duration::from_secs(45)).await;
+        // "b" was idle 75 s and goes; "a" was used 45 s ago and stays.
+        let again = named.get("a");
+        assert!(std::sync::Arc::ptr_eq(&a, &again));
+        assert_eq!(named.len(), 1);
+        tokio::time::advance(std::time::Duration::from_secs(61)).await;
+        let fresh = named.get("a");
+        assert!(
+            !std::sync::Arc::ptr_eq(&a, &fresh),
+            "idle too long: a new session"
+        );
     }
 }
