@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use url::Url;
 
@@ -27,6 +28,9 @@ pub const ENV_AUTH_HEADER: &str = "COMFYUI_AUTH_HEADER";
 pub const ENV_AUTH_TOKEN: &str = "COMFYUI_AUTH_TOKEN";
 pub const ENV_BREAKER_FAILURES: &str = "COMFYUI_AGENT_BREAKER_FAILURES";
 pub const ENV_TIMEOUTS: &str = "COMFYUI_AGENT_TIMEOUTS";
+pub const ENV_UNDO_LIMIT: &str = "COMFYUI_AGENT_UNDO_LIMIT";
+pub const ENV_SESSION_IDLE_MINUTES: &str = "COMFYUI_AGENT_SESSION_IDLE_MINUTES";
+pub const ENV_SESSION_MAX_AGE_DAYS: &str = "COMFYUI_AGENT_SESSION_MAX_AGE_DAYS";
 
 pub const DEFAULT_COMFYUI_URL: &str = "http://127.0.0.1:8188/";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8765";
@@ -130,6 +134,32 @@ pub struct Config {
     /// Extra folders clients may name, besides the ComfyUI folder and the data folder.
     pub extra_roots: Vec<PathBuf>,
     pub http: HttpConfig,
+    pub sessions: SessionConfig,
+}
+
+/// How sessions keep state: undo depth, in-memory lifetime, and how long saved sessions last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Patches a session can undo.
+    pub undo_limit: usize,
+    /// An in-memory session unused this long is dropped (its saved copy, if any, stays).
+    pub idle: Duration,
+    /// Saved sessions not written this long are removed; `None` keeps them forever.
+    pub max_age: Option<Duration>,
+}
+
+pub const DEFAULT_UNDO_LIMIT: usize = 50;
+pub const DEFAULT_SESSION_IDLE_MINUTES: u64 = 60;
+pub const DEFAULT_SESSION_MAX_AGE_DAYS: u64 = 90;
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            undo_limit: DEFAULT_UNDO_LIMIT,
+            idle: Duration::from_secs(DEFAULT_SESSION_IDLE_MINUTES * 60),
+            max_age: Some(Duration::from_secs(DEFAULT_SESSION_MAX_AGE_DAYS * 86_400)),
+        }
+    }
 }
 
 /// How the ComfyUI client behaves.
@@ -211,6 +241,7 @@ impl Config {
         let comfyui_dir = comfyui_dir(cli.comfyui_dir.as_deref(), env)?;
         let data_dir = data_dir(cli.data_dir.as_deref(), env)?;
         let extra_roots = extra_roots(env)?;
+        let sessions = session_config(env)?;
         // HTTP settings are checked only when serving HTTP; stdio needs just the size limit.
         let http = match serve {
             Some(args) => {
@@ -231,6 +262,7 @@ impl Config {
             data_dir,
             extra_roots,
             http,
+            sessions,
         })
     }
 
@@ -251,6 +283,7 @@ impl Config {
             data_dir,
             extra_roots: Vec::new(),
             http: HttpConfig::default(),
+            sessions: SessionConfig::default(),
         }
     }
 }
@@ -433,6 +466,67 @@ fn comfy_config(env: &Env) -> Result<ComfyConfig, ConfigError> {
         auth,
         breaker_failures,
         timeouts,
+    })
+}
+
+/// A whole number in `range`, or the default when unset.
+fn bounded(
+    env: &Env,
+    setting: &'static str,
+    range: std::ops::RangeInclusive<u64>,
+    default: u64,
+    what: &str,
+    fix: &str,
+) -> Result<u64, ConfigError> {
+    let Some(raw) = env.get(setting) else {
+        return Ok(default);
+    };
+    raw.parse::<u64>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            ConfigError::new(
+                setting,
+                raw,
+                format!(
+                    "which is not {what} between {} and {}",
+                    range.start(),
+                    range.end()
+                ),
+                fix,
+            )
+        })
+}
+
+fn session_config(env: &Env) -> Result<SessionConfig, ConfigError> {
+    let undo_limit = bounded(
+        env,
+        ENV_UNDO_LIMIT,
+        1..=10_000,
+        DEFAULT_UNDO_LIMIT as u64,
+        "a count",
+        "Use a whole number of patches to keep for undo; the default is 50.",
+    )?;
+    let idle_minutes = bounded(
+        env,
+        ENV_SESSION_IDLE_MINUTES,
+        1..=10_080,
+        DEFAULT_SESSION_IDLE_MINUTES,
+        "a number of minutes",
+        "Use whole minutes (at most 10080, a week); the default is 60.",
+    )?;
+    let max_age_days = bounded(
+        env,
+        ENV_SESSION_MAX_AGE_DAYS,
+        0..=36_500,
+        DEFAULT_SESSION_MAX_AGE_DAYS,
+        "a number of days",
+        "Use whole days, or 0 to keep saved sessions forever; the default is 90.",
+    )?;
+    Ok(SessionConfig {
+        undo_limit: undo_limit as usize,
+        idle: Duration::from_secs(idle_minutes * 60),
+        max_age: (max_age_days > 0).then(|| Duration::from_secs(max_age_days * 86_400)),
     })
 }
 
@@ -827,6 +921,60 @@ mod tests {
         )
         .expect_err("origin");
         assert_eq!(error.setting, "COMFYUI_AGENT_ALLOWED_ORIGINS");
+    }
+
+    #[test]
+    fn session_settings_default_validate_and_parse() {
+        let defaults = resolve(&["mcp"], &[]).expect("defaults");
+        assert_eq!(defaults.sessions, SessionConfig::default());
+        assert_eq!(defaults.sessions.undo_limit, 50);
+        assert_eq!(defaults.sessions.idle, Duration::from_secs(3600));
+        assert_eq!(
+            defaults.sessions.max_age,
+            Some(Duration::from_secs(90 * 86_400))
+        );
+        assert_eq!(
+            Config::for_data_dir(PathBuf::from("x")).sessions,
+            SessionConfig::default()
+        );
+
+        let config = resolve(
+            &["mcp"],
+            &[
+                ("COMFYUI_AGENT_UNDO_LIMIT", "200"),
+                ("COMFYUI_AGENT_SESSION_IDLE_MINUTES", "5"),
+                ("COMFYUI_AGENT_SESSION_MAX_AGE_DAYS", "0"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(config.sessions.undo_limit, 200);
+        assert_eq!(config.sessions.idle, Duration::from_secs(300));
+        assert_eq!(config.sessions.max_age, None);
+
+        for (setting, bad) in [
+            ("COMFYUI_AGENT_UNDO_LIMIT", "0"),
+            ("COMFYUI_AGENT_UNDO_LIMIT", "10001"),
+            ("COMFYUI_AGENT_UNDO_LIMIT", "lots"),
+            ("COMFYUI_AGENT_UNDO_LIMIT", "-3"),
+            ("COMFYUI_AGENT_SESSION_IDLE_MINUTES", "0"),
+            ("COMFYUI_AGENT_SESSION_IDLE_MINUTES", "1.5"),
+            ("COMFYUI_AGENT_SESSION_MAX_AGE_DAYS", "-1"),
+            ("COMFYUI_AGENT_SESSION_MAX_AGE_DAYS", "99999"),
+        ] {
+            let error = resolve(&["mcp"], &[(setting, bad)]).expect_err(bad);
+            assert_eq!(error.setting, setting);
+            assert_eq!(error.value, bad);
+            let line = error.to_string();
+            assert!(!line.contains('\n'), "{line}");
+            assert!(line.contains("the default is"), "{line}");
+        }
+        let line = resolve(&["mcp"], &[("COMFYUI_AGENT_UNDO_LIMIT", "0")])
+            .expect_err("zero")
+            .to_string();
+        assert_eq!(
+            line,
+            "COMFYUI_AGENT_UNDO_LIMIT is set to \"0\", which is not a count between 1 and 10000. Use a whole number of patches to keep for undo; the default is 50."
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod comfy;
 pub mod config;
 pub mod error;
+pub mod fsutil;
 pub mod mcp;
 pub mod models;
 pub mod paths;

@@ -4,6 +4,8 @@
 // The logging level type is deprecated by SEP-2577 but still used by pre-2026 clients.
 #![allow(deprecated)]
 
+pub mod store;
+
 use std::sync::Mutex;
 
 use tokio::time::Instant;
