@@ -12,9 +12,7 @@ use crate::error::StartupError;
 use crate::paths::PathPolicy;
 use crate::registry::Registry;
 use crate::session::NamedSessions;
-
-/// How long a named session may sit unused in memory.
-const NAMED_SESSION_IDLE: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+use crate::session::store::SessionStore;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -30,6 +28,8 @@ struct Shared {
     install: Option<Install>,
     /// Sessions addressed by name (a tool's `session` argument, stateless clients).
     named_sessions: NamedSessions,
+    /// Named sessions saved on disk.
+    store: SessionStore,
     /// The ComfyUI client(s), shared by every session.
     comfy: Comfy,
     registry: Registry,
@@ -49,7 +49,7 @@ impl AppState {
 
     /// Compiles the argument validators on a background thread, once per process. Started
     /// when the first client initializes, so it competes with neither start-up nor the
-    /// handshake, and the first call finds them ready.
+    /// handshake, and the first call finds them ready. Old saved sessions are cleaned up there too.
     pub fn warm_up_in_background(&self) {
         if self.shared.warm_up_started.swap(true, Ordering::Relaxed) {
             return;
@@ -57,9 +57,26 @@ impl AppState {
         let app = self.clone();
         let spawned = std::thread::Builder::new()
             .name("registry-warm-up".into())
-            .spawn(move || app.registry().warm_up());
+            .spawn(move || {
+                app.registry().warm_up();
+                app.collect_old_sessions();
+            });
         if let Err(error) = spawned {
             tracing::debug!(%error, "validators will compile on first use instead");
+        }
+    }
+
+    /// Deletes saved sessions older than the configured age (`COMFYUI_AGENT_SESSION_MAX_AGE_DAYS`).
+    fn collect_old_sessions(&self) {
+        let Some(max_age) = self.shared.config.sessions.max_age else {
+            return;
+        };
+        match self.shared.store.collect_garbage(max_age) {
+            Ok(removed) if !removed.is_empty() => {
+                tracing::info!(count = removed.len(), sessions = ?removed, "removed old saved sessions");
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "could not clean up old saved sessions"),
         }
     }
 
@@ -68,12 +85,15 @@ impl AppState {
         let install = find_install(&config);
         let paths = PathPolicy::from_config(&config, install.as_ref());
         let comfy = Comfy::new(&config, install.as_ref())?;
+        let named_sessions = NamedSessions::new(config.sessions.idle);
+        let store = SessionStore::in_data_dir(&config.data_dir);
         Ok(Self {
             shared: Arc::new(Shared {
                 config,
                 paths,
                 install,
-                named_sessions: NamedSessions::new(NAMED_SESSION_IDLE),
+                named_sessions,
+                store,
                 comfy,
                 registry,
                 in_flight: TaskTracker::new(),
@@ -98,6 +118,10 @@ impl AppState {
 
     pub fn named_sessions(&self) -> &NamedSessions {
         &self.shared.named_sessions
+    }
+
+    pub fn store(&self) -> &SessionStore {
+        &self.shared.store
     }
 
     pub fn comfy(&self) -> &Comfy {
