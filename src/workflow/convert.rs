@@ -245,6 +245,20 @@ impl<'a> Flat<'a> {
                     });
                     continue;
                 }
+                // Promoted widgets store their values on the instance; which inner input
+                // each belongs to isn't recorded in a stable way, so the inner values stand.
+                let own_values = node.get("widgets_values").is_some_and(|v| {
+                    v.as_array().is_some_and(|a| !a.is_empty())
+                        || v.as_object().is_some_and(|o| !o.is_empty())
+                });
+                if own_values {
+                    self.notes.push(ConversionNote {
+                        node_id: id.clone(),
+                        class_type: subgraph_name(definition, &class),
+                        problem: "settings shown on the subgraph itself weren't applied; the values inside it were used".into(),
+                        fix: "Check those settings inside the subgraph in ComfyUI, or export with 'Export (API)'.".into(),
+                    });
+                }
                 self.push(FlatNode {
                     id: join(&id, SUBGRAPH_INPUT),
                     class: "subgraph input".into(),
@@ -1144,6 +1158,12 @@ mod tests {
         assert_eq!(api["3"]["inputs"]["positive"], json!(["10:1", 0]));
         assert_eq!(api.as_object().map(serde_json::Map::len), Some(3));
         assert!(converted.notes.is_empty(), "{:?}", converted.notes);
+        let mut promoted = doc.clone();
+        promoted["nodes"][1]["widgets_values"] = json!(["a dog"]);
+        let converted = ui_to_api(&promoted, &index()).expect("converts");
+        assert_eq!(converted.notes.len(), 1);
+        assert_eq!(converted.notes[0].node_id, "10");
+        assert_eq!(converted.notes[0].class_type, "Encode");
     }
 
     #[test]
