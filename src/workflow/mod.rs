@@ -1,6 +1,8 @@
 //! Workflows as ComfyUI stores them: API format (`{id: {class_type, inputs}}`), API format
 //! wrapped in `{"prompt": …}`, and the UI (litegraph) format with `nodes`.
 
+pub mod convert;
+pub mod load;
 pub mod model;
 pub mod templates;
 
