@@ -2,6 +2,7 @@
 //! wrapped in `{"prompt": …}`, and the UI (litegraph) format with `nodes`.
 
 pub mod model;
+pub mod validate;
 
 use serde_json::Value;
 
