@@ -285,10 +285,11 @@ fn name(id: &str, node: &Node) -> String {
 
 fn unknown_class(id: &str, node: &Node, index: &NodeIndex) -> Problem {
     let class = node.class_type.as_str();
-    let message = format!(
-        "{} uses the node type “{class}”, which this ComfyUI doesn't have.",
-        name(id, node)
-    );
+    let who = match &node.title {
+        Some(title) => format!("{title} (node {id})"),
+        None => format!("Node {id}"),
+    };
+    let message = format!("{who} uses the node type “{class}”, which this ComfyUI doesn't have.");
     let mut hints = Vec::new();
     if let Some(pack) = node_pack(class) {
         hints.push(format!(
@@ -786,6 +787,8 @@ fn check_value(at: &mut At<'_>, spec: &nodes::Input, value: &Value) {
             }
             None
         }
+        // Wildcard inputs of custom nodes often take typed values on purpose.
+        InputType::Socket(kind) if kind.split(',').any(|t| t.trim() == "*") => None,
         InputType::Socket(kind) => {
             at.warning(
                 input,
@@ -880,6 +883,12 @@ fn check_choice(
             Some(close) => format!("Did you mean {close}? "),
             None => String::new(),
         };
+        if first.as_str().is_some_and(|v| v.contains('.')) {
+            fix.push_str(
+                "If it is a file you have, put it in the matching ComfyUI folder (or upload it), \
+                 refresh, and pick it. ",
+            );
+        }
         let listed: Vec<String> = choices.iter().take(8).map(show).collect();
         let _ = write!(
             fix,

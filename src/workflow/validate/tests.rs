@@ -334,6 +334,14 @@ fn values_where_connections_belong_and_text_booleans_are_warnings() {
     );
     assert!(report.valid && report.would_queue, "ComfyUI accepts it");
     assert_eq!(report.warnings[0].kind, ProblemKind::ValueForSocket);
+    let report = validate(
+        &workflow(json!({"3": {"class_type": "Any", "inputs": {"anything": 42}}})),
+        &index,
+    );
+    assert!(
+        report.valid && report.warnings.is_empty(),
+        "a wildcard takes values"
+    );
     let report = check(json!({"flag": "false"}));
     assert!(report.valid);
     assert_eq!(report.warnings[0].kind, ProblemKind::SuspiciousValue);
