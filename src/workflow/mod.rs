@@ -5,6 +5,7 @@ pub mod convert;
 pub mod load;
 pub mod model;
 pub mod templates;
+pub mod validate;
 
 use serde_json::Value;
 
