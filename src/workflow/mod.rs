@@ -1,7 +1,9 @@
 //! Workflows as ComfyUI stores them: API format (`{id: {class_type, inputs}}`), API format
 //! wrapped in `{"prompt": …}`, and the UI (litegraph) format with `nodes`.
 
+pub mod edit;
 pub mod model;
+pub mod patch;
 
 use serde_json::Value;
 
