@@ -645,3 +645,531 @@ fn compare(value: &Value, limit: &serde_json::Number) -> Option<std::cmp::Orderi
         _ => n.as_f64()?.partial_cmp(&limit.as_f64()?),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflow::patch::{OpKind, to_pointer};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(path).expect("fixture")
+    }
+
+    fn txt2img() -> Value {
+        serde_json::from_slice(&fixture("workflows/txt2img_sd15.json")).expect("workflow")
+    }
+
+    fn recorded() -> NodeIndex {
+        NodeIndex::parse(&fixture("comfyui-0.3.64/object_info.json")).expect("object_info")
+    }
+
+    fn state(limit: usize) -> EditState {
+        EditState::new(
+            Source::Path("txt2img_sd15.json".into()),
+            Format::Api,
+            txt2img(),
+            limit,
+        )
+    }
+
+    fn seed(value: u64) -> Vec<PatchOp> {
+        vec![PatchOp::replace("/5/inputs/seed", json!(value))]
+    }
+
+    #[test]
+    fn apply_undo_and_reset() {
+        let mut edit = state(DEFAULT_UNDO_LIMIT);
+        let applied = edit
+            .apply(&[
+                PatchOp::replace("/5/inputs/steps", json!(30)),
+                PatchOp::add("/5/_meta", json!({"title": "Sampler"})),
+            ])
+            .expect("applies");
+        assert_eq!(applied.undo_steps, 1);
+        assert_eq!(applied.total_changes_from_base, 2);
+        assert_eq!(applied.changes[0].before, Some(json!(20)));
+        assert_eq!(applied.changes[0].after, Some(json!(30)));
+        edit.apply(&seed(7)).expect("applies");
+        assert_eq!(edit.changes_from_base(), 3);
+        let undone = edit.undo().expect("undoes");
+        assert_eq!(
+            undone,
+            Undone {
+                remaining_changes_from_base: 2,
+                undo_steps_remaining: 1
+            }
+        );
+        edit.reset();
+        assert_eq!(edit.current(), &txt2img());
+        assert_eq!(edit.undo_steps(), 0);
+        let error = edit.undo().expect_err("nothing left");
+        assert_eq!(error, EditError::NothingToUndo);
+        assert!(error.to_string().starts_with("Nothing to undo."));
+        assert_eq!(edit.source.to_string(), "txt2img_sd15.json");
+        assert_eq!(
+            serde_json::to_value(&edit.source).expect("serializes"),
+            json!({"kind": "path", "name": "txt2img_sd15.json"})
+        );
+    }
+
+    #[test]
+    fn a_failed_patch_changes_nothing_and_adds_no_undo_step() {
+        let mut edit = state(DEFAULT_UNDO_LIMIT);
+        edit.apply(&seed(1)).expect("applies");
+        let before = edit.current().clone();
+        let error = edit
+            .apply(&[
+                PatchOp::replace("/5/inputs/seed", json!(2)),
+                PatchOp::remove("/99"),
+            ])
+            .expect_err("fails");
+        assert_eq!(error.index, 1);
+        assert_eq!(edit.current(), &before);
+        assert_eq!(edit.undo_steps(), 1);
+    }
+
+    #[test]
+    fn history_is_bounded_and_drops_the_oldest() {
+        let mut edit = state(3);
+        for value in 1..=5 {
+            edit.apply(&seed(value)).expect("applies");
+        }
+        assert_eq!(edit.undo_steps(), 3);
+        for _ in 0..3 {
+            edit.undo().expect("undoes");
+        }
+        assert_eq!(edit.current()["5"]["inputs"]["seed"], json!(2));
+        assert_eq!(edit.undo(), Err(EditError::NothingToUndo));
+        let mut none = state(0);
+        none.apply(&seed(9)).expect("applies");
+        assert_eq!(none.undo_steps(), 0);
+        assert_eq!(none.undo(), Err(EditError::NothingToUndo));
+    }
+
+    #[test]
+    fn preview_changes_nothing() {
+        let edit = state(DEFAULT_UNDO_LIMIT);
+        let preview = edit
+            .preview(&[PatchOp::replace("/4/inputs/width", json!(768))])
+            .expect("previews");
+        assert_eq!(preview.changes[0].before, Some(json!(512)));
+        assert_eq!(preview.total_changes_from_base, 1);
+        assert_eq!(preview.workflow["4"]["inputs"]["width"], json!(768));
+        assert_eq!(edit.current(), &txt2img());
+        assert!(edit.preview(&[PatchOp::remove("/4/inputs/depth")]).is_err());
+    }
+
+    #[test]
+    fn diff_counts_a_new_node_as_one_change() {
+        let mut edit = state(DEFAULT_UNDO_LIMIT);
+        let index = recorded();
+        let added = edit
+            .add_node(
+                "LoraLoader",
+                json!({"model": ["1", 0], "clip": ["1", 1], "strength_model": 0.8})
+                    .as_object()
+                    .cloned()
+                    .expect("object"),
+                Some(&index),
+            )
+            .expect("adds");
+        assert_eq!(added.node_id, "8");
+        assert_eq!(added.total_nodes, 8);
+        edit.connect_nodes("8", 0, "5", "model", Some(&index))
+            .expect("connects");
+        edit.set_input("5", "cfg", json!(6.5), Some(&index))
+            .expect("sets");
+        let diff = edit.diff();
+        assert_eq!(diff.len(), 3, "{diff:?}");
+        assert_eq!(diff[0], PatchOp::replace("/5/inputs/cfg", json!(6.5)));
+        assert_eq!(
+            diff[1],
+            PatchOp::replace("/5/inputs/model", json!(["8", 0]))
+        );
+        assert_eq!(diff[2].op, OpKind::Add);
+        assert_eq!(diff[2].path, "/8");
+        assert_eq!(edit.undo_steps(), 3);
+        for _ in 0..3 {
+            edit.undo().expect("undoes");
+        }
+        assert_eq!(edit.current(), &txt2img());
+    }
+
+    #[test]
+    fn add_node_refuses_unknown_classes_and_bad_inputs() {
+        let mut edit = state(DEFAULT_UNDO_LIMIT);
+        let index = recorded();
+        let error = edit
+            .add_node("KSampeler", Map::new(), Some(&index))
+            .expect_err("unknown");
+        let text = error.to_string();
+        assert!(
+            text.starts_with(
+                "There is no node class 'KSampeler' in this ComfyUI. Did you mean KSampler"
+            ),
+            "{text}"
+        );
+        let error = edit
+            .add_node(
+                "EmptyLatentImage",
+                json!({"width": 8}).as_object().cloned().expect("object"),
+                Some(&index),
+            )
+            .expect_err("too small");
+        assert_eq!(
+            error.to_string(),
+            "EmptyLatentImage [8].width: 8 is below the minimum. Use a value from 16 to 16384."
+        );
+        // Without an index nothing can be checked, and ids skip non-numeric keys.
+        edit.apply(&[PatchOp::add("/x", json!({"class_type": "Note"}))])
+            .expect("applies");
+        let added = edit
+            .add_node("MyCustomNode", Map::new(), None)
+            .expect("adds");
+        assert_eq!(added.node_id, "8");
+        assert_eq!(
+            edit.current()["8"],
+            json!({"class_type": "MyCustomNode", "inputs": {}})
+        );
+        assert_eq!(edit.undo_steps(), 2);
+    }
+
+    #[test]
+    fn connect_nodes_checks_nodes_outputs_and_types() {
+        let mut edit = state(DEFAULT_UNDO_LIMIT);
+        let index = recorded();
+        let connected = edit
+            .connect_nodes("4", 0, "6", "samples", Some(&index))
+            .expect("LATENT into LATENT");
+        assert_eq!(connected.from, "EmptyLatentImage [4] output 0");
+        assert_eq!(connected.to, "VAEDecode [6].samples");
+        assert_eq!(connected.previous_value, Some(json!(["5", 0])));
+        let error = edit
+            .connect_nodes("1", 1, "5", "model", Some(&index))
+            .expect_err("CLIP is not MODEL");
+        assert_eq!(
+            error.to_string(),
+            "Can't connect CheckpointLoaderSimple [1] output 1 (CLIP) to KSampler [5].model: that input takes MODEL. Connect an output of type MODEL instead."
+        );
+        let error = edit
+            .connect_nodes("1", 3, "5", "model", Some(&index))
+            .expect_err("no output 3");
+        assert_eq!(
+            error.to_string(),
+            "CheckpointLoaderSimple [1] has 3 output(s), so output 3 doesn't exist. Its outputs are 0: MODEL, 1: CLIP, 2: VAE."
+        );
+        let error = edit
+            .connect_nodes("1", 0, "5", "modle", Some(&index))
+            .expect_err("no such input");
+        assert!(
+            error.to_string().starts_with(
+                "KSampler [5] has no input 'modle'. Its inputs are: model, seed, steps"
+            ),
+            "{error}"
+        );
+        let error = edit
+            .connect_nodes("42", 0, "5", "model", None)
+            .expect_err("no source");
+        assert!(
+            error.to_string().starts_with(
+                "Source node '42' not found in workflow. Its nodes are: 1, 2, 3, 4, 5, 6, 7."
+            ),
+            "{error}"
+        );
+        let error = edit
+            .connect_nodes("1", 0, "42", "model", None)
+            .expect_err("no target");
+        assert!(
+            error.to_string().starts_with("Target node '42' not found"),
+            "{error}"
+        );
+        // Without an index the type is not checked (the original behaviour).
+        edit.connect_nodes("1", 1, "5", "model", None)
+            .expect("unchecked");
+        assert_eq!(edit.undo_steps(), 2);
+    }
+
+    #[test]
+    fn types_fit_wildcards_and_unions() {
+        assert!(types_fit("IMAGE", "IMAGE"));
+        assert!(types_fit("*", "MODEL"));
+        assert!(types_fit("LATENT", "*"));
+        assert!(types_fit("MASK", "IMAGE,MASK"));
+        assert!(types_fit("IMAGE, MASK", "MASK"));
+        assert!(!types_fit("CLIP", "MODEL"));
+        assert!(!types_fit("IMAGE", "IMAGES"));
+    }
+
+    #[test]
+    fn set_input_checks_values_against_the_spec() {
+        let mut edit = state(DEFAULT_UNDO_LIMIT);
+        let index = recorded();
+        let set = edit
+            .set_input("5", "steps", json!(35), Some(&index))
+            .expect("sets");
+        assert_eq!(set.node, "KSampler [5]");
+        assert_eq!(set.old_value, Some(json!(20)));
+        assert_eq!(set.new_value, json!(35));
+        edit.set_input("5", "seed", json!(u64::MAX), Some(&index))
+            .expect("the largest seed fits");
+        edit.set_input("5", "sampler_name", json!("euler"), Some(&index))
+            .expect("a choice");
+        edit.set_input(
+            "1",
+            "ckpt_name",
+            json!("anything.safetensors"),
+            Some(&index),
+        )
+        .expect("an empty model list is filled at run time");
+        let refused = |edit: &mut EditState, node: &str, input: &str, value: Value| {
+            let before = edit.current().clone();
+            let error = edit
+                .set_input(node, input, value, Some(&index))
+                .expect_err("refused")
+                .to_string();
+            assert_eq!(edit.current(), &before);
+            error
+        };
+        assert_eq!(
+            refused(&mut edit, "5", "steps", json!(0)),
+            "KSampler [5].steps: 0 is below the minimum. Use a value from 1 to 10000."
+        );
+        assert_eq!(
+            refused(&mut edit, "5", "steps", json!(2.5)),
+            "KSampler [5].steps: needs a whole number (INT), not 2.5. Use a value from 1 to 10000."
+        );
+        assert!(refused(&mut edit, "5", "cfg", json!(101)).contains("101 is above the maximum"));
+        assert!(refused(&mut edit, "5", "cfg", json!("7")).contains("needs a number (FLOAT)"));
+        let text = refused(&mut edit, "5", "sampler_name", json!("eulr"));
+        assert!(
+            text.starts_with("KSampler [5].sampler_name: \"eulr\" is not one of the choices. Use one of: \"euler\""),
+            "{text}"
+        );
+        assert!(text.contains("more)."), "{text}");
+        assert!(
+            refused(&mut edit, "7", "filename_prefix", json!(3)).contains("needs text (STRING)")
+        );
+        assert!(refused(&mut edit, "5", "model", json!(3)).contains("is a connection (MODEL)"));
+        assert!(
+            refused(&mut edit, "5", "model", json!(["1", 1]))
+                .contains("(CLIP) to KSampler [5].model: that input takes MODEL")
+        );
+        assert!(
+            refused(&mut edit, "5", "sed", json!(1))
+                .starts_with("KSampler [5] has no input 'sed'. Its inputs are: model, seed,")
+        );
+        assert!(
+            refused(&mut edit, "9", "seed", json!(1))
+                .starts_with("Node '9' not found in workflow.")
+        );
+        edit.apply(&[PatchOp::add(
+            "/8",
+            json!({"class_type": "LatentCompositeMasked"}),
+        )])
+        .expect("applies");
+        assert!(refused(&mut edit, "8", "resize_source", json!(1)).contains("needs true or false"));
+        let set = edit
+            .set_input("8", "resize_source", json!(true), Some(&index))
+            .expect("a node without inputs gets some");
+        assert_eq!(set.old_value, None);
+        assert_eq!(
+            edit.current()["8"]["inputs"],
+            json!({"resize_source": true})
+        );
+        edit.undo().expect("undoes");
+        assert_eq!(
+            edit.current()["8"],
+            json!({"class_type": "LatentCompositeMasked"})
+        );
+        // Classes the index doesn't know, and no index: set as given.
+        edit.set_input("8", "anything", json!([1, 2, 3]), None)
+            .expect("sets");
+    }
+
+    #[test]
+    fn semantic_edits_need_a_workflow_object() {
+        let mut edit = state(DEFAULT_UNDO_LIMIT);
+        edit.apply(&[PatchOp::replace("", json!([1]))])
+            .expect("applies");
+        assert_eq!(
+            edit.add_node("KSampler", Map::new(), None),
+            Err(EditError::NotAWorkflow)
+        );
+        assert_eq!(
+            edit.set_input("5", "seed", json!(1), None),
+            Err(EditError::NotAWorkflow)
+        );
+    }
+
+    // --- property tests --------------------------------------------------------------
+
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            (-1000i64..1000).prop_map(Value::from),
+            (-1.0e6f64..1.0e6).prop_map(Value::from),
+            "[a-z0-9~/-]{0,4}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 32, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map(arb_key(), inner, 0..4)
+                    .prop_map(|map| Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn arb_key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec!["", "-", "0", "1", "a/b", "~", "~1", "inputs", "seed"])
+                .prop_map(String::from),
+            "[a-z~/0-9]{1,3}",
+        ]
+    }
+
+    /// Pointers mostly into the fixture workflow, with escapes, `-` and some garbage.
+    fn arb_pointer() -> impl Strategy<Value = String> {
+        let token = prop::sample::select(vec![
+            "1",
+            "2",
+            "5",
+            "7",
+            "8",
+            "inputs",
+            "class_type",
+            "seed",
+            "steps",
+            "text",
+            "model",
+            "clip",
+            "0",
+            "1",
+            "2",
+            "-",
+            "01",
+            "a/b",
+            "~",
+            "_meta",
+            "title",
+        ]);
+        prop_oneof![
+            4 => prop::collection::vec(token, 0..5).prop_map(|tokens| to_pointer(&tokens)),
+            1 => "[/a-z0-9~-]{0,8}",
+        ]
+    }
+
+    fn arb_op() -> impl Strategy<Value = PatchOp> {
+        let kind = prop::sample::select(vec![
+            OpKind::Add,
+            OpKind::Remove,
+            OpKind::Replace,
+            OpKind::Move,
+            OpKind::Copy,
+            OpKind::Test,
+        ]);
+        (
+            kind,
+            arb_pointer(),
+            prop::option::weighted(0.8, arb_json()),
+            prop::option::weighted(0.8, arb_pointer()),
+        )
+            .prop_map(|(op, path, value, from)| PatchOp {
+                op,
+                path,
+                value,
+                from,
+            })
+    }
+
+    fn arb_patch() -> impl Strategy<Value = Vec<PatchOp>> {
+        prop::collection::vec(arb_op(), 0..6)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn apply_then_undo_restores_the_exact_workflow(patches in prop::collection::vec(arb_patch(), 1..5)) {
+            let mut edit = state(DEFAULT_UNDO_LIMIT);
+            let mut seen = vec![edit.current().clone()];
+            for ops in &patches {
+                let before = edit.current().clone();
+                match edit.apply(ops) {
+                    Ok(_) => seen.push(edit.current().clone()),
+                    Err(_) => prop_assert_eq!(edit.current(), &before),
+                }
+            }
+            prop_assert_eq!(edit.undo_steps(), seen.len() - 1);
+            while seen.len() > 1 {
+                seen.pop();
+                edit.undo().map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(Some(edit.current()), seen.last());
+            }
+            prop_assert_eq!(edit.current(), &txt2img());
+        }
+
+        #[test]
+        fn preview_equals_apply_without_changing_state(first in arb_patch(), ops in arb_patch()) {
+            let mut edit = state(DEFAULT_UNDO_LIMIT);
+            let _ = edit.apply(&first);
+            let before = edit.current().clone();
+            let steps = edit.undo_steps();
+            let preview = edit.preview(&ops);
+            prop_assert_eq!(edit.current(), &before);
+            prop_assert_eq!(edit.undo_steps(), steps);
+            match (preview, edit.apply(&ops)) {
+                (Ok(preview), Ok(applied)) => {
+                    prop_assert_eq!(&preview.workflow, edit.current());
+                    prop_assert_eq!(preview.changes, applied.changes);
+                    prop_assert_eq!(preview.total_changes_from_base, applied.total_changes_from_base);
+                }
+                (Err(a), Err(b)) => prop_assert_eq!(a, b),
+                (preview, applied) => prop_assert!(false, "preview {:?} vs apply {:?}", preview.is_ok(), applied.is_ok()),
+            }
+        }
+
+        #[test]
+        fn the_diff_takes_base_to_current(base in arb_json(), current in arb_json()) {
+            let ops = patch::diff(&base, &current);
+            prop_assert_eq!(patch::apply(&base, &ops).map_err(|e| TestCaseError::fail(e.to_string()))?, current.clone());
+            prop_assert_eq!(ops.is_empty(), base == current);
+            prop_assert_eq!(patch::diff(&base, &current), ops, "deterministic");
+        }
+
+        #[test]
+        fn the_diff_of_an_edited_workflow_replays(ops in prop::collection::vec(arb_op(), 0..12)) {
+            let mut edit = state(DEFAULT_UNDO_LIMIT);
+            for op in ops {
+                let _ = edit.apply(std::slice::from_ref(&op));
+            }
+            let diff = edit.diff();
+            prop_assert_eq!(&patch::apply(edit.base(), &diff).map_err(|e| TestCaseError::fail(e.to_string()))?, edit.current());
+        }
+
+        #[test]
+        fn arbitrary_patches_never_panic(doc in arb_json(), raw in prop::collection::vec((arb_key(), arb_json()), 0..4), ops in arb_patch()) {
+            // Raw JSON objects that may or may not be patch ops.
+            for (key, value) in raw {
+                if let Ok(ops) = serde_json::from_value::<Vec<PatchOp>>(json!([{key: value}])) {
+                    let _ = patch::apply(&doc, &ops);
+                }
+            }
+            let mut copy = doc.clone();
+            match patch::apply_in_place(&mut copy, &ops) {
+                Ok(patched) => {
+                    patched.undo.revert(&mut copy);
+                    prop_assert_eq!(copy, doc);
+                }
+                Err(error) => {
+                    prop_assert_eq!(&copy, &doc);
+                    prop_assert!(error.index < ops.len());
+                    prop_assert!(!error.to_string().is_empty());
+                }
+            }
+        }
+    }
+}
