@@ -2,8 +2,10 @@
 //! wrapped in `{"prompt": …}`, and the UI (litegraph) format with `nodes`.
 
 pub mod convert;
+pub mod edit;
 pub mod load;
 pub mod model;
+pub mod patch;
 pub mod templates;
 pub mod validate;
 
