@@ -31,7 +31,9 @@ impl Scratch {
         std::fs::create_dir_all(&workflows).expect("mkdir");
         for entry in std::fs::read_dir(fixture("workflows")).expect("fixtures") {
             let entry = entry.expect("entry");
-            std::fs::copy(entry.path(), workflows.join(entry.file_name())).expect("copy");
+            if entry.path().is_file() {
+                std::fs::copy(entry.path(), workflows.join(entry.file_name())).expect("copy");
+            }
         }
         std::fs::write(workflows.join("broken.json"), "{ not json").expect("write");
         std::fs::create_dir_all(dir.path().join("outside")).expect("mkdir");
