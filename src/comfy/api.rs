@@ -357,7 +357,10 @@ impl HistoryEntry {
                             else {
                                 continue;
                             };
-                            let kind = if kind == OutputKind::Image && is_video_name(filename) {
+                            // SaveVideo and SaveWEBM list their files as animated images.
+                            let kind = if matches!(kind, OutputKind::Image | OutputKind::Animation)
+                                && is_video_name(filename)
+                            {
                                 OutputKind::Video
                             } else {
                                 kind.clone()
@@ -522,7 +525,9 @@ mod tests {
             r#"{"x":{"prompt":[4,"x",{},{"client_id":"c"},[]],
                 "outputs":{"9":{"gifs":[{"filename":"clip.mp4","subfolder":"v","type":"output","format":"video/h264-mp4"}]},
                            "10":{"audio":[{"filename":"a.flac","subfolder":"","type":"output"}]},
-                           "11":{"images":[{"filename":"w.webm","subfolder":"","type":"output"}]}},
+                           "11":{"images":[{"filename":"w.webm","subfolder":"","type":"output"}]},
+                           "12":{"images":[{"filename":"probe_00003_.mp4","subfolder":"video","type":"output"}],"animated":[true]},
+                           "13":{"images":[{"filename":"anim.webp","subfolder":"","type":"output"}],"animated":[true]}},
                 "status":{"status_str":"error","completed":false,"messages":[["execution_start",{}],
                   ["execution_error",{"node_id":"20","node_type":"LoadImage","exception_message":"cannot identify image file\n"}]]}},
                "empty":{}}"#,
@@ -532,7 +537,14 @@ mod tests {
         let kinds: Vec<OutputKind> = entry.output_list().into_iter().map(|o| o.kind).collect();
         assert_eq!(
             kinds,
-            [OutputKind::Video, OutputKind::Audio, OutputKind::Video]
+            [
+                OutputKind::Video,
+                OutputKind::Audio,
+                OutputKind::Video,
+                OutputKind::Video,
+                OutputKind::Animation
+            ],
+            "SaveVideo's animated .mp4 is a video; an animated .webp an animation"
         );
         assert_eq!(entry.client_id.as_deref(), Some("c"));
         let error = entry.error().expect("an error");

@@ -129,13 +129,15 @@ impl NodeIndex {
     /// Parses a whole `/object_info` body. A node whose entry is malformed is skipped (and
     /// logged) rather than failing the whole registry.
     pub fn parse(body: &[u8]) -> Result<Self, IndexError> {
-        let raw: HashMap<&str, &RawValue> = serde_json::from_slice(body)
+        // Owned names: ComfyUI escapes every non-ASCII class name (`\u00fc`), and an escaped
+        // string can't be borrowed from the body.
+        let raw: HashMap<String, &RawValue> = serde_json::from_slice(body)
             .map_err(|error| IndexError(format!("it is not a JSON object of nodes ({error})")))?;
         let mut nodes = Vec::with_capacity(raw.len());
         for (name, value) in raw {
-            match Node::parse(name, value) {
+            match Node::parse(&name, value) {
                 Ok(node) => nodes.push(node),
-                Err(error) => tracing::debug!(node = name, %error, "skipping a malformed node"),
+                Err(error) => tracing::debug!(node = %name, %error, "skipping a malformed node"),
             }
         }
         Ok(Self::from_nodes(nodes))
@@ -504,6 +506,23 @@ mod tests {
             "/tests/fixtures/comfyui-0.3.64/object_info.json"
         );
         NodeIndex::parse(&std::fs::read(path).expect("fixture")).expect("parses")
+    }
+
+    #[test]
+    fn escaped_class_names_are_read() {
+        // ComfyUI escapes non-ASCII in JSON, so these names can't be borrowed from the body.
+        let body = br#"{"Probe Text/slash \u00fcn\u00ef": {"input": {"required": {}}, "output": ["STRING"],
+                        "output_name": ["text"], "name": "Probe Text/slash \u00fcn\u00ef", "display_name": "Probe",
+                        "category": "probe", "output_node": false},
+                       "Quote\"d": {"input": {}, "output": [], "name": "Quote\"d", "category": "x"}}"#;
+        let index = NodeIndex::parse(body).expect("parses");
+        assert_eq!(index.len(), 2);
+        assert!(index.find("Probe Text/slash ünï").is_some());
+        assert!(
+            index.find("probe text/slash ÜNÏ").is_some(),
+            "case-insensitive"
+        );
+        assert!(index.find("Quote\"d").is_some());
     }
 
     #[test]

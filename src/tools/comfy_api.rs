@@ -274,8 +274,9 @@ pub struct NodeDetails {
     pub display_name: String,
     pub category: String,
     pub description: String,
-    /// ComfyUI's input spec as it sent it: `{required, optional, hidden}`, each mapping an
-    /// input name to `[type or choices, options]`.
+    /// ComfyUI's input spec: `{required, optional, hidden}`, each mapping an input name to
+    /// `[type or choices, options]`. Names are listed alphabetically; `input_order` gives
+    /// the order of the node's widgets.
     pub input: Value,
     /// Input names in widget order, per section.
     pub input_order: BTreeMap<String, Vec<String>>,
