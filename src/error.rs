@@ -155,6 +155,7 @@ impl ToolError {
                 text.push_str("\nFix these and call the tool again.");
                 text
             }
+            Self::Rejected { message, hint } if hint.is_empty() => message.clone(),
             Self::Rejected { message, hint } => format!("{message}\n{hint}"),
             Self::Comfy(error) => error.user_message(),
             other => format!("{}\n{}", capitalise(&other.to_string()), other.hint()),
@@ -194,6 +195,25 @@ fn capitalise(text: &str) -> String {
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
         None => String::new(),
+    }
+}
+
+/// Edit, patch and load errors already say what to do next; they reach the artist as they are.
+impl From<crate::workflow::edit::EditError> for ToolError {
+    fn from(error: crate::workflow::edit::EditError) -> Self {
+        Self::rejected(error.to_string(), "")
+    }
+}
+
+impl From<crate::workflow::patch::PatchError> for ToolError {
+    fn from(error: crate::workflow::patch::PatchError) -> Self {
+        Self::rejected(error.to_string(), "")
+    }
+}
+
+impl From<crate::session::store::StoreError> for ToolError {
+    fn from(error: crate::session::store::StoreError) -> Self {
+        Self::rejected(error.to_string(), error.hint())
     }
 }
 

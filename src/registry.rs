@@ -38,6 +38,22 @@ impl Hints {
         open_world: false,
     };
 
+    /// Changes the session's workflow in memory (undoable); touches no file.
+    pub const EDIT: Self = Self {
+        read_only: false,
+        destructive: false,
+        idempotent: false,
+        open_world: false,
+    };
+
+    /// Writes a file, possibly replacing one.
+    pub const WRITE: Self = Self {
+        read_only: false,
+        destructive: true,
+        idempotent: true,
+        open_world: false,
+    };
+
     /// Reads from the live ComfyUI; changes nothing.
     pub const LIVE_READ: Self = Self {
         read_only: true,

@@ -16,6 +16,9 @@ use rmcp::model::LoggingLevel;
 pub struct Session {
     /// The level set by `logging/setLevel`; `None` means the client asked for no logs.
     log_level: Mutex<Option<LoggingLevel>>,
+    /// The workflow under edit, with its base and undo history. Held across a tool's whole
+    /// edit, so two calls in one session apply in order.
+    pub workflow: tokio::sync::Mutex<Option<crate::workflow::edit::EditState>>,
 }
 
 impl Session {

@@ -186,7 +186,7 @@ pub struct WorkflowState {
     pub undo_depth: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Note {
     pub text: String,
     /// RFC 3339 UTC for notes added here; the original project's notes keep their local time.
@@ -205,7 +205,7 @@ pub struct SavedSession {
 }
 
 /// One line of [`SessionStore::list`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct SessionSummary {
     pub name: String,
     /// `None` when the file could not be read.

@@ -13,6 +13,7 @@ use crate::comfy::{ComfyError, Operation};
 use crate::error::ToolError;
 use crate::mcp::ToolContext;
 use crate::registry::{Hints, ToolSpec, tool};
+use crate::tools::NoParams;
 
 /// How many close names a "no such node" answer offers.
 const SUGGESTIONS: usize = 10;
@@ -76,11 +77,6 @@ pub fn tools() -> Vec<ToolSpec> {
         ),
     ]
 }
-
-/// For tools that take no arguments.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NoParams {}
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct RunningReport {

@@ -1,15 +1,27 @@
 //! The tool families. Each domain file exports `tools()`, its list of declarations; this is
 //! the only place the lists are summed.
 
+use schemars::JsonSchema;
+use serde::Deserialize;
+
 use crate::registry::ToolSpec;
+
+/// For tools that take no arguments (unknown ones are still refused).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
 
 pub mod comfy_api;
 pub mod model_compat;
+pub mod sessions;
+pub mod workflow;
 
 /// Every tool the product offers, in `tools/list` order.
 pub fn all() -> Vec<ToolSpec> {
     let mut tools = Vec::new();
     tools.extend(comfy_api::tools());
     tools.extend(model_compat::tools());
+    tools.extend(workflow::tools());
+    tools.extend(sessions::tools());
     tools
 }

@@ -32,7 +32,7 @@ const FRONTEND_ONLY: &[&str] = &[
 ];
 
 /// One node that could not be converted completely, with what to do about it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ConversionNote {
     pub node_id: String,
     pub class_type: String,

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::Format;
+use super::load::LoadedFormat;
 use super::model::Link;
 use super::patch::{self, Change, PatchError, PatchOp, Undo};
 use crate::comfy::nodes::{self, InputType, NodeIndex, Section};
@@ -179,7 +179,7 @@ fn list_outputs(outputs: &[String]) -> String {
 pub struct EditState {
     pub source: Source,
     /// The format of the document it was loaded from (the state itself is API format).
-    pub format: Format,
+    pub format: LoadedFormat,
     base: Value,
     current: Value,
     history: VecDeque<Undo>,
@@ -188,12 +188,31 @@ pub struct EditState {
 
 impl EditState {
     /// Starts editing `workflow` (API format). `undo_limit` bounds the history; 0 keeps none.
-    pub fn new(source: Source, format: Format, workflow: Value, undo_limit: usize) -> Self {
+    pub fn new(source: Source, format: LoadedFormat, workflow: Value, undo_limit: usize) -> Self {
         Self {
             source,
             format,
             base: workflow.clone(),
             current: workflow,
+            history: VecDeque::new(),
+            limit: undo_limit,
+        }
+    }
+
+    /// Resumes editing a saved session: its base and its edited workflow, with no undo
+    /// history (the history is not saved).
+    pub fn restore(
+        source: Source,
+        format: LoadedFormat,
+        base: Value,
+        current: Value,
+        undo_limit: usize,
+    ) -> Self {
+        Self {
+            source,
+            format,
+            base,
+            current,
             history: VecDeque::new(),
             limit: undo_limit,
         }
@@ -669,7 +688,7 @@ mod tests {
     fn state(limit: usize) -> EditState {
         EditState::new(
             Source::Path("txt2img_sd15.json".into()),
-            Format::Api,
+            LoadedFormat::Api,
             txt2img(),
             limit,
         )

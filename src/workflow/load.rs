@@ -10,7 +10,7 @@ use super::model::{ParseError, Workflow};
 use crate::comfy::nodes::NodeIndex;
 
 /// The format a document came in, with the original project's names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LoadedFormat {
     Api,
@@ -24,6 +24,16 @@ impl LoadedFormat {
             Self::Api => "api",
             Self::UiWithApi => "ui_with_api",
             Self::UiOnly => "ui_only",
+        }
+    }
+
+    /// Reads a saved name back; the original project's `ui` counts as UI with API data.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "api" => Some(Self::Api),
+            "ui_with_api" | "ui" => Some(Self::UiWithApi),
+            "ui_only" => Some(Self::UiOnly),
+            _ => None,
         }
     }
 }
