@@ -11,3 +11,4 @@ mod http;
 mod inprocess;
 mod stdio;
 mod support;
+mod workflow;
