@@ -545,6 +545,15 @@ impl Client {
         }
     }
 
+    /// How long ago the cached node list was fetched, if there is one.
+    pub fn node_list_age(&self) -> Option<Duration> {
+        self.nodes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(|cached| cached.fetched.elapsed())
+    }
+
     fn cached_nodes(&self, max_age: Duration) -> Option<Arc<NodeIndex>> {
         let cache = self
             .nodes

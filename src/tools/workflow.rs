@@ -495,6 +495,9 @@ pub struct ValidateParams {
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ValidationReport {
+    /// What the workflow was checked against: ComfyUI's live node list, or a cached copy
+    /// while ComfyUI isn't answering.
+    pub node_list: String,
     /// No errors (warnings allowed).
     pub valid: bool,
     /// ComfyUI would accept it for running (it runs the outputs whose branches are sound).
@@ -522,7 +525,8 @@ async fn validate_workflow(
             (as_workflow(&doc)?, Vec::new())
         }
     };
-    let index = node_index(&cx).await.map_err(|error| {
+    let client = cx.app.comfy().client().await;
+    let index = client.nodes(false).await.map_err(|error| {
         ToolError::rejected(
             format!(
                 "{} Checking a workflow needs ComfyUI's list of installed nodes.",
@@ -532,7 +536,20 @@ async fn validate_workflow(
         )
     })?;
     let report = validate::validate(&workflow, &index);
+    let age = client.node_list_age().unwrap_or_default().as_secs();
+    let node_list = if client.breaker().state == crate::comfy::breaker::BreakerState::Closed {
+        format!(
+            "ComfyUI's node list at {} (fetched {age} s ago)",
+            client.base_url()
+        )
+    } else {
+        format!(
+            "a copy of ComfyUI's node list fetched {age} s ago: ComfyUI at {} isn't answering now, so nodes installed since then are not known",
+            client.base_url()
+        )
+    };
     Ok(ValidationReport {
+        node_list,
         valid: report.valid,
         would_queue: report.would_queue,
         summary: report.summary(),

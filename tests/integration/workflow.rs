@@ -288,12 +288,25 @@ async fn a_ui_only_workflow_is_converted_with_the_live_node_list() {
 async fn validation_agrees_with_comfyui_and_needs_it_running() {
     let mut fake = FakeComfy::start().await;
     let scratch = Scratch::new();
-    let mut agent = agent(&scratch, &fake).await;
+    let url = fake.url();
+    let mut agent = RawStdio::spawn_with(
+        &scratch,
+        &[
+            ("COMFYUI_URL", url.as_str()),
+            ("COMFYUI_AGENT_BREAKER_FAILURES", "1"),
+        ],
+    );
+    agent.initialize().await;
     let good = agent
         .call_tool(1, "validate_workflow", json!({"workflow": solid()}))
         .await;
     let good = ok(&good);
     assert_eq!(good["valid"], true, "{good}");
+    assert!(
+        good["node_list"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("ComfyUI's node list at"))
+    );
 
     let mut bad = solid();
     bad["1"]["inputs"]["width"] = json!(0);
@@ -333,9 +346,17 @@ async fn validation_agrees_with_comfyui_and_needs_it_running() {
     assert_eq!(ok(&session)["valid"], true);
 
     fake.stop().await;
-    // The node list is cached, so validation still works from the cached copy.
+    // Once a call has found ComfyUI gone (the breaker opens at the first failure here),
+    // validation goes on from the cached node list and says so.
+    failed(&agent.call_tool(50, "get_queue_status", json!({})).await);
     let cached = agent.call_tool(5, "validate_workflow", json!({})).await;
     assert_eq!(ok(&cached)["valid"], true);
+    assert!(
+        ok(&cached)["node_list"]
+            .as_str()
+            .is_some_and(|s| s.contains("isn't answering")),
+        "says it used a copy: {cached}"
+    );
     let scratch = Scratch::new();
     let mut offline = RawStdio::spawn_with(&scratch, &[("COMFYUI_URL", fake.url().as_str())]);
     offline.initialize().await;
