@@ -727,3 +727,59 @@ async fn fifty_http_sessions_edit_different_workflows_at_once() {
         task.await.expect("session task");
     }
 }
+
+/// Stateless (2026-07-28) HTTP requests carry no connection: they share the `default` named
+/// session unless they name another, so a workflow loaded by one request is there for the next.
+#[tokio::test]
+async fn stateless_requests_keep_their_workflow_in_a_named_session() {
+    let fake = FakeComfy::start().await;
+    let scratch = Scratch::new();
+    let url = fake.url();
+    let server = HttpServer::spawn(&scratch, &[], &[("COMFYUI_URL", url.as_str())]).await;
+    let http = crate::support::http_client();
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {},
+                      "io.modelcontextprotocol/clientInfo": {"name": "modern", "version": "1"}});
+    let call = |id: i64, name: &'static str, arguments: Value| {
+        let http = http.clone();
+        let endpoint = server.url("/mcp");
+        let meta = meta.clone();
+        async move {
+            let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                              "params": {"_meta": meta, "name": name, "arguments": arguments}});
+            let response = http
+                .post(endpoint)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-method", "tools/call")
+                .header("mcp-name", name)
+                .header("mcp-protocol-version", "2026-07-28")
+                .body(body.to_string())
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(response.status(), 200);
+            crate::support::rpc_payload(&response.text().await.expect("body"))["result"].clone()
+        }
+    };
+    ok(&call(
+        1,
+        "get_workflow_template",
+        json!({"template": "smoke_test"}),
+    )
+    .await);
+    ok(&call(
+        2,
+        "set_input",
+        json!({"node_id": "1", "input_name": "width", "value": 300}),
+    )
+    .await);
+    let diff = call(3, "get_workflow_diff", json!({})).await;
+    assert_eq!(
+        ok(&diff)["changes"],
+        1,
+        "the next request sees the same workflow"
+    );
+    let elsewhere = call(4, "get_workflow_diff", json!({"session": "another"})).await;
+    assert!(failed(&elsewhere).contains("No workflow loaded"));
+}
