@@ -54,6 +54,22 @@ impl Hints {
         open_world: false,
     };
 
+    /// Queues work on ComfyUI (it spends GPU time and writes output files).
+    pub const LIVE_RUN: Self = Self {
+        read_only: false,
+        destructive: false,
+        idempotent: false,
+        open_world: true,
+    };
+
+    /// Changes ComfyUI's state (its queue, its input folder).
+    pub const LIVE_CHANGE: Self = Self {
+        read_only: false,
+        destructive: true,
+        idempotent: false,
+        open_world: true,
+    };
+
     /// Reads from the live ComfyUI; changes nothing.
     pub const LIVE_READ: Self = Self {
         read_only: true,

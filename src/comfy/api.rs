@@ -195,6 +195,8 @@ pub struct HistoryEntry {
     pub completed: bool,
     /// `(event, payload)` pairs: execution_start, execution_cached, execution_error, …
     pub messages: Vec<(String, Value)>,
+    /// The API-format workflow that ran.
+    pub workflow: Option<Value>,
 }
 
 impl<'de> Deserialize<'de> for HistoryEntry {
@@ -224,6 +226,7 @@ impl<'de> Deserialize<'de> for HistoryEntry {
                 .and_then(|extra| extra.get("client_id"))
                 .and_then(Value::as_str)
                 .map(String::from),
+            workflow: wire.prompt.get(2).filter(|w| w.is_object()).cloned(),
             outputs: wire.outputs.0,
             status: status.status_str,
             completed: status.completed,

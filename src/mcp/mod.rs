@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, ErrorData, Implementation, InitializeRequestParams,
-    InitializeResult, ListToolsResult, LoggingMessageNotificationParam, PaginatedRequestParams,
-    ServerCapabilities, ServerConfig, SetLevelRequestParams, Tool,
+    CallToolRequestParams, CallToolResponse, ContentBlock, ErrorData, Implementation,
+    InitializeRequestParams, InitializeResult, ListToolsResult, LoggingMessageNotificationParam,
+    PaginatedRequestParams, ProgressNotificationParam, ProgressToken, ServerCapabilities,
+    ServerConfig, SetLevelRequestParams, Tool,
 };
 use rmcp::service::{NotificationContext, Peer, RequestContext};
 use rmcp::{RoleServer, ServerHandler};
@@ -68,6 +69,10 @@ pub struct ToolContext {
     pub stateless: bool,
     peer: Option<Peer<RoleServer>>,
     log_level: Option<LoggingLevel>,
+    /// The client's token for `notifications/progress`, when it asked for progress.
+    progress_token: Option<ProgressToken>,
+    /// Content blocks (images, resource links) to send after the result's JSON.
+    attachments: Arc<std::sync::Mutex<Vec<ContentBlock>>>,
 }
 
 impl ToolContext {
@@ -80,7 +85,45 @@ impl ToolContext {
             stateless: false,
             peer: None,
             log_level: None,
+            progress_token: None,
+            attachments: Arc::default(),
         }
+    }
+
+    /// Tells the client how far a long call has got, if it asked (a progress token in the
+    /// request). `progress` must grow from one report to the next.
+    pub async fn progress(&self, progress: f64, total: Option<f64>, message: impl Into<String>) {
+        let (Some(peer), Some(token)) = (&self.peer, &self.progress_token) else {
+            return;
+        };
+        let mut param = ProgressNotificationParam::new(token.clone(), progress);
+        param.total = total;
+        param.message = Some(message.into());
+        if let Err(error) = peer.notify_progress(param).await {
+            tracing::debug!(%error, "could not deliver a progress notification");
+        }
+    }
+
+    /// Whether the client asked for progress notifications on this call.
+    pub fn wants_progress(&self) -> bool {
+        self.progress_token.is_some() && self.peer.is_some()
+    }
+
+    /// Adds a content block (an image, a resource link) to the result, after its JSON.
+    pub fn attach(&self, block: ContentBlock) {
+        self.attachments
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(block);
+    }
+
+    fn take_attachments(&self) -> Vec<ContentBlock> {
+        std::mem::take(
+            &mut *self
+                .attachments
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     /// The session whose workflow and notes a call works on: the named one when the call
@@ -223,6 +266,8 @@ impl ServerHandler for McpServer {
             stateless: !self.initialized.load(std::sync::atomic::Ordering::Relaxed),
             peer: Some(context.peer.clone()),
             log_level,
+            progress_token: context.meta.get_progress_token(),
+            attachments: Arc::default(),
         };
         let started = Instant::now();
         let running = self
@@ -255,6 +300,11 @@ impl ServerHandler for McpServer {
                 .await;
             }
         }
-        Ok(into_call_result(outcome).into())
+        let succeeded = outcome.is_ok();
+        let mut result = into_call_result(outcome);
+        if succeeded {
+            result.content.extend(cx.take_attachments());
+        }
+        Ok(result.into())
     }
 }

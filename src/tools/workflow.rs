@@ -479,18 +479,37 @@ async fn load_workflow(cx: ToolContext, params: LoadParams) -> Result<LoadReport
     })
 }
 
+/// A workflow for a tool that reads one: a file, inline JSON, or (neither) the session's.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ValidateParams {
-    /// A workflow file; without path or workflow, this session's workflow is checked.
+pub struct WorkflowInput {
+    /// A workflow file; without path or workflow, this session's workflow is used.
     #[serde(default)]
     pub path: Option<String>,
     /// The workflow JSON itself.
     #[serde(default)]
     pub workflow: Option<Value>,
-    /// A named session whose workflow to check.
+    /// A named session whose workflow to use.
     #[serde(default)]
     pub session: Option<String>,
+}
+
+/// The workflow a tool should work on, with any conversion notes.
+pub async fn resolve_workflow(
+    cx: &ToolContext,
+    input: WorkflowInput,
+) -> Result<(Workflow, Vec<ConversionNote>), ToolError> {
+    match given(input.path, input.workflow)? {
+        Some(what) => {
+            let (loaded, _) = load_given(cx, what).await?;
+            Ok((loaded.workflow, loaded.notes))
+        }
+        None => {
+            let session = cx.workspace(input.session.as_deref());
+            let doc = with_workflow(&session, |state| Ok(state.current().clone())).await?;
+            Ok((as_workflow(&doc)?, Vec::new()))
+        }
+    }
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -512,19 +531,9 @@ pub struct ValidationReport {
 
 async fn validate_workflow(
     cx: ToolContext,
-    params: ValidateParams,
+    params: WorkflowInput,
 ) -> Result<ValidationReport, ToolError> {
-    let (workflow, notes) = match given(params.path, params.workflow)? {
-        Some(what) => {
-            let (loaded, _) = load_given(&cx, what).await?;
-            (loaded.workflow, loaded.notes)
-        }
-        None => {
-            let session = cx.workspace(params.session.as_deref());
-            let doc = with_workflow(&session, |state| Ok(state.current().clone())).await?;
-            (as_workflow(&doc)?, Vec::new())
-        }
-    };
+    let (workflow, notes) = resolve_workflow(&cx, params).await?;
     let client = cx.app.comfy().client().await;
     let index = client.nodes(false).await.map_err(|error| {
         ToolError::rejected(

@@ -746,8 +746,13 @@ fn diff_into(a: &Value, b: &Value, path: &mut String, ops: &mut Vec<PatchOp>) {
         (Value::Object(x), Value::Object(y)) => {
             let len = path.len();
             for (key, va) in x {
+                let vb = y.get(key);
+                // Most of a workflow is unchanged: skip equal members before building a path.
+                if vb == Some(va) {
+                    continue;
+                }
                 push_token(path, key);
-                match y.get(key) {
+                match vb {
                     Some(vb) => diff_into(va, vb, path, ops),
                     None => ops.push(PatchOp::remove(path.clone())),
                 }
@@ -774,7 +779,13 @@ fn is_container(value: &Value) -> bool {
 
 fn push_token(path: &mut String, token: &str) {
     path.push('/');
-    path.push_str(&escape(token));
+    for c in token.chars() {
+        match c {
+            '~' => path.push_str("~0"),
+            '/' => path.push_str("~1"),
+            c => path.push(c),
+        }
+    }
 }
 
 fn diff_arrays(x: &[Value], y: &[Value], path: &mut String, ops: &mut Vec<PatchOp>) {
