@@ -27,6 +27,11 @@ const MAX_RETRIES: u32 = 2;
 const MAX_OBJECT_INFO_BYTES: usize = 128 * 1024 * 1024;
 /// The largest answer read for anything else.
 const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+/// The largest file read through `GET /view` (a 4K 16-bit PNG is about 50 MB).
+pub const MAX_VIEW_BYTES: usize = 64 * 1024 * 1024;
+/// The largest image sent to `POST /upload/image`: ComfyUI's default request limit
+/// (`--max-upload-size`, 100 MB), less room for the form around the file.
+pub const MAX_UPLOAD_BYTES: usize = 100 * 1024 * 1024 - 64 * 1024;
 
 /// One kind of call to ComfyUI: its name for settings and logs, its default timeout, what it
 /// is in words, and whether it may be retried.
@@ -39,16 +44,26 @@ pub enum Operation {
     History,
     /// POST /prompt: never retried; a retry could run the job twice.
     Prompt,
+    /// POST /queue `{"delete": …}` and POST /interrupt: never retried (an interrupt without
+    /// a prompt id, repeated late, could stop the next prompt).
+    Cancel,
+    /// POST /upload/image (multipart).
+    Upload,
+    /// GET /view: one output or input file.
+    View,
 }
 
 impl Operation {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 9] = [
         Self::SystemStats,
         Self::ObjectInfo,
         Self::NodeInfo,
         Self::Queue,
         Self::History,
         Self::Prompt,
+        Self::Cancel,
+        Self::Upload,
+        Self::View,
     ];
 
     /// The name used in `COMFYUI_AGENT_TIMEOUTS`.
@@ -60,6 +75,9 @@ impl Operation {
             Self::Queue => "queue",
             Self::History => "history",
             Self::Prompt => "prompt",
+            Self::Cancel => "cancel",
+            Self::Upload => "upload",
+            Self::View => "view",
         }
     }
 
@@ -76,6 +94,10 @@ impl Operation {
             "get_node_info" => Some(Self::NodeInfo),
             "get_queue_status" => Some(Self::Queue),
             "get_history" => Some(Self::History),
+            "execute_workflow" | "execute_with_progress" => Some(Self::Prompt),
+            "cancel_execution" | "interrupt" | "delete_queued" => Some(Self::Cancel),
+            "upload_image" => Some(Self::Upload),
+            "get_output_image" => Some(Self::View),
             _ => None,
         }
     }
@@ -88,24 +110,30 @@ impl Operation {
             Self::Queue => "the queue request",
             Self::History => "the history request",
             Self::Prompt => "the queued workflow",
+            Self::Cancel => "the cancel request",
+            Self::Upload => "the image upload",
+            Self::View => "the file request",
         }
     }
 
     pub fn default_timeout(self) -> Duration {
         Duration::from_secs(match self {
             Self::SystemStats | Self::Queue => 5,
-            Self::NodeInfo | Self::History => 10,
-            Self::ObjectInfo | Self::Prompt => 30,
+            Self::NodeInfo | Self::History | Self::Cancel => 10,
+            Self::ObjectInfo | Self::Prompt | Self::View => 30,
+            // 100 MB over a slow link to a remote ComfyUI.
+            Self::Upload => 120,
         })
     }
 
     fn idempotent(self) -> bool {
-        !matches!(self, Self::Prompt)
+        !matches!(self, Self::Prompt | Self::Cancel | Self::Upload)
     }
 
     fn max_bytes(self) -> usize {
         match self {
             Self::ObjectInfo => MAX_OBJECT_INFO_BYTES,
+            Self::View => MAX_VIEW_BYTES,
             _ => MAX_ANSWER_BYTES,
         }
     }
@@ -116,6 +144,21 @@ impl Operation {
 pub struct Answer {
     pub status: u16,
     pub body: Vec<u8>,
+    /// The `Content-Type` header, when ComfyUI sent one.
+    pub content_type: Option<String>,
+}
+
+/// A request body.
+#[derive(Debug, Clone)]
+pub(crate) enum Payload {
+    Json(Vec<u8>),
+    /// An image for `POST /upload/image`, sent as the multipart form ComfyUI reads.
+    Image {
+        bytes: Vec<u8>,
+        filename: String,
+        subfolder: String,
+        overwrite: bool,
+    },
 }
 
 /// Call counts and latency, for `/readyz`, tools and metrics.
@@ -273,8 +316,14 @@ impl Client {
             what: op.what(),
             reason: format!("the request could not be encoded ({e})"),
         })?;
-        self.call(op, reqwest::Method::POST, path, &[], Some(bytes))
-            .await
+        self.call(
+            op,
+            reqwest::Method::POST,
+            path,
+            &[],
+            Some(Payload::Json(bytes)),
+        )
+        .await
     }
 
     pub fn parse<T: DeserializeOwned>(&self, op: Operation, body: &[u8]) -> Result<T, ComfyError> {
@@ -291,7 +340,7 @@ impl Client {
         })
     }
 
-    fn expect_ok(&self, op: Operation, answer: &Answer) -> Result<(), ComfyError> {
+    pub(crate) fn expect_ok(&self, op: Operation, answer: &Answer) -> Result<(), ComfyError> {
         if (200..300).contains(&answer.status) {
             return Ok(());
         }
@@ -304,18 +353,24 @@ impl Client {
     }
 
     /// One logical call: breaker, timeout, and for idempotent reads, budgeted retries.
-    async fn call(
+    pub(crate) async fn call(
         &self,
         op: Operation,
         method: reqwest::Method,
         path: &str,
         query: &[(&str, String)],
-        body: Option<Vec<u8>>,
+        mut body: Option<Payload>,
     ) -> Result<Answer, ComfyError> {
         lock(&self.budget).record_request();
         let mut attempt = 0;
         loop {
-            let outcome = self.attempt(op, &method, path, query, body.clone()).await;
+            // Only retried calls need the body again; an upload isn't copied.
+            let this = if op.idempotent() {
+                body.clone()
+            } else {
+                body.take()
+            };
+            let outcome = self.attempt(op, &method, path, query, this).await;
             let retryable = match &outcome {
                 Err(Failure::Connect(_)) => true,
                 Err(Failure::Status(answer)) => matches!(answer.status, 502..=504),
@@ -361,7 +416,7 @@ impl Client {
         method: &reqwest::Method,
         path: &str,
         query: &[(&str, String)],
-        body: Option<Vec<u8>>,
+        body: Option<Payload>,
     ) -> Result<Answer, Failure> {
         let permit = self.breaker.admit().map_err(Failure::Open)?;
         self.exchange(op, permit, method, path, query, body).await
@@ -374,7 +429,7 @@ impl Client {
         method: &reqwest::Method,
         path: &str,
         query: &[(&str, String)],
-        body: Option<Vec<u8>>,
+        body: Option<Payload>,
     ) -> Result<Answer, Failure> {
         let timeout = self.timeout(op);
         let started = Instant::now();
@@ -384,14 +439,41 @@ impl Client {
                 .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
         }
         let mut request = self.http.request(method.clone(), url);
-        if let Some(body) = body {
-            request = request
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body);
+        match body {
+            Some(Payload::Json(body)) => {
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body);
+            }
+            Some(Payload::Image {
+                bytes,
+                filename,
+                subfolder,
+                overwrite,
+            }) => {
+                let part = reqwest::multipart::Part::bytes(bytes)
+                    .file_name(filename.clone())
+                    .mime_str(image_mime(&filename))
+                    .map_err(|e| Failure::Connect(root_cause(&e)))?;
+                let mut form = reqwest::multipart::Form::new()
+                    .part("image", part)
+                    .text("type", "input")
+                    .text("subfolder", subfolder);
+                if overwrite {
+                    form = form.text("overwrite", "true");
+                }
+                request = request.multipart(form);
+            }
+            None => {}
         }
         let exchange = async {
             let mut response = request.send().await?;
             let status = response.status().as_u16();
+            let content_type = response
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|value| value.to_str().ok())
+                .map(String::from);
             let mut body = Vec::new();
             while let Some(chunk) = response.chunk().await? {
                 if body.len() + chunk.len() > op.max_bytes() {
@@ -399,7 +481,11 @@ impl Client {
                 }
                 body.extend_from_slice(&chunk);
             }
-            Ok::<_, reqwest::Error>(Ok(Answer { status, body }))
+            Ok::<_, reqwest::Error>(Ok(Answer {
+                status,
+                body,
+                content_type,
+            }))
         };
         let result = tokio::time::timeout(timeout, exchange).await;
         let elapsed = started.elapsed();
@@ -454,6 +540,12 @@ impl Client {
                 what: op.what(),
                 status: answer.status,
                 body: String::from_utf8_lossy(&answer.body).into_owned(),
+            },
+            Failure::TooLarge(size) if op == Operation::View => ComfyError::TooLarge {
+                url,
+                what: op.what(),
+                size: size as u64,
+                limit: op.max_bytes() as u64,
             },
             Failure::TooLarge(size) => ComfyError::BadAnswer {
                 url,
@@ -554,7 +646,7 @@ impl Client {
             .map(|cached| cached.fetched.elapsed())
     }
 
-    fn cached_nodes(&self, max_age: Duration) -> Option<Arc<NodeIndex>> {
+    pub(super) fn cached_nodes(&self, max_age: Duration) -> Option<Arc<NodeIndex>> {
         let cache = self
             .nodes
             .read()
@@ -651,6 +743,24 @@ fn root_cause(error: &reqwest::Error) -> String {
     }
 }
 
+/// The content type for an uploaded image, from its extension (ComfyUI doesn't check it,
+/// but a browser-like form is the least surprising).
+fn image_mime(filename: &str) -> &'static str {
+    let ext = filename
+        .rsplit_once('.')
+        .map(|(_, ext)| ext.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "webp" => "image/webp",
+        "gif" => "image/gif",
+        "bmp" => "image/bmp",
+        "tif" | "tiff" => "image/tiff",
+        _ => "application/octet-stream",
+    }
+}
+
 /// Percent-encodes one path segment (node class names may hold spaces, `+`, `/` or `|`).
 pub fn encode_segment(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
@@ -704,6 +814,29 @@ mod tests {
             client.url("system_stats").as_str(),
             "http://127.0.0.1:1/system_stats"
         );
+    }
+
+    #[test]
+    fn execution_operations_take_their_tool_names() {
+        for (key, op) in [
+            ("execute_workflow", Operation::Prompt),
+            ("execute_with_progress", Operation::Prompt),
+            ("cancel_execution", Operation::Cancel),
+            ("interrupt", Operation::Cancel),
+            ("upload_image", Operation::Upload),
+            ("get_output_image", Operation::View),
+            ("view", Operation::View),
+            ("upload", Operation::Upload),
+        ] {
+            assert_eq!(Operation::from_setting(key), Some(op), "{key}");
+        }
+        for op in Operation::ALL {
+            assert_eq!(Operation::from_setting(op.name()), Some(op));
+        }
+        assert!(!Operation::Cancel.idempotent() && !Operation::Upload.idempotent());
+        assert!(Operation::View.idempotent());
+        assert_eq!(image_mime("A.JPG"), "image/jpeg");
+        assert_eq!(image_mime("noext"), "application/octet-stream");
     }
 
     #[test]

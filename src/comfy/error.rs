@@ -45,6 +45,26 @@ pub enum ComfyError {
         detail: String,
         hint: PortHint,
     },
+    /// ComfyUI has no such file (`GET /view` answered 404). ComfyUI itself is fine.
+    #[error("ComfyUI has no file {file}")]
+    FileNotFound { url: String, file: String },
+    /// ComfyUI refused to serve a file: a name it won't take (400: empty, absolute, or with
+    /// `..`) or a subfolder outside its folders (403).
+    #[error("ComfyUI refused to serve {file} ({status})")]
+    FileRefused {
+        url: String,
+        file: String,
+        status: u16,
+    },
+    /// A file too large to send or to read: `size` is at least what it is, `limit` what this
+    /// server allows.
+    #[error("{what} is too large: at least {} MB, over the {} MB limit", size.div_ceil(1024 * 1024), limit / (1024 * 1024))]
+    TooLarge {
+        url: String,
+        what: &'static str,
+        size: u64,
+        limit: u64,
+    },
     /// The answer was not what ComfyUI sends: probably another program on that address.
     #[error("ComfyUI's answer to {what} couldn't be read: {reason}")]
     BadAnswer {
@@ -91,6 +111,9 @@ impl ComfyError {
             Self::Timeout { .. } => "comfyui_timeout",
             Self::Status { .. } => "comfyui_error",
             Self::BadAnswer { .. } => "comfyui_bad_answer",
+            Self::FileNotFound { .. } => "comfyui_file_not_found",
+            Self::FileRefused { .. } => "comfyui_file_refused",
+            Self::TooLarge { .. } => "comfyui_too_large",
         }
     }
 
@@ -148,7 +171,9 @@ impl ComfyError {
                     404 => {
                         "This ComfyUI doesn't offer that; it may be an older version, or COMFYUI_URL may point at the wrong place (a reverse proxy needs its base path, like https://host/comfy/)."
                     }
-                    413 => "The upload is larger than ComfyUI accepts (100 MB by default).",
+                    413 => {
+                        "The upload is larger than ComfyUI accepts (100 MB by default): send a smaller or more compressed image (a JPEG or WEBP instead of a PNG), or start ComfyUI with a larger --max-upload-size."
+                    }
                     500..=599 => {
                         "ComfyUI hit an internal error; its console window or log shows the details. Try again, or restart ComfyUI if it keeps happening."
                     }
@@ -170,6 +195,25 @@ impl ComfyError {
             Self::BadAnswer { url, .. } => format!(
                 "{self}. Check that COMFYUI_URL ({url}) points at ComfyUI itself and not another web app."
             ),
+            Self::FileNotFound { .. } => format!(
+                "{self}. Check the file name, subfolder and folder type (output, input or temp) against the run's outputs (get_history lists them); temp previews are removed when ComfyUI restarts."
+            ),
+            Self::FileRefused { status, .. } => {
+                let next = if *status == 403 {
+                    "The subfolder points outside ComfyUI's folders, or a proxy in front of ComfyUI refused the request (check COMFYUI_AUTH_TOKEN if it needs one)."
+                } else {
+                    "ComfyUI takes a plain file name (not empty, not starting with /, without ..) plus a subfolder inside its output, input or temp folder."
+                };
+                format!("{self}. {next}")
+            }
+            Self::TooLarge { what, .. } => {
+                let next = if *what == "the image upload" {
+                    "Send a smaller or more compressed image (a JPEG or WEBP instead of a PNG); ComfyUI accepts 100 MB by default."
+                } else {
+                    "Open it from ComfyUI's folder directly (get_output_path gives its location), or ask for a smaller output."
+                };
+                format!("{self}. {next}")
+            }
         }
     }
 }

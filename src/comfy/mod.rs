@@ -10,6 +10,7 @@ pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod nodes;
+pub mod prompt;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -19,6 +20,7 @@ use url::Url;
 
 pub use client::{Client, ClientSetupError, Operation};
 pub use error::{ComfyError, PortHint};
+pub use prompt::{InputProblem, NodeProblem, Rejection, SubmitError, Submitted, Uploaded, Viewed};
 
 use crate::config::{ComfyConfig, Config};
 use breaker::{BreakerSnapshot, BreakerState};

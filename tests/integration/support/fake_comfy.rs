@@ -2,6 +2,9 @@
 //! without the `/api` prefix), the same bodies, the recorded WebSocket sequence of a run replayed
 //! to the client that queued it, and the faults a real one shows in the field: 5xx answers,
 //! slow answers, a WebSocket dropped mid-run, and going away and coming back on the same port.
+//! Prompts run one at a time in queue order, so queue positions, deleting a pending prompt
+//! and interrupting the running one behave as in ComfyUI; uploads are kept in memory and
+//! served back by `/view`, along with a small PNG for every image a run saved.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -52,17 +55,53 @@ pub enum RecordedRun {
     Failure,
     /// SaveImageWebsocket with preview metadata: binary preview frames naming prompt and node.
     Previews,
+    /// A 30 s TestSleep: its start and first progress, then it runs until interrupted
+    /// (`POST /interrupt`), which plays the recorded interrupt sequence.
+    Long,
 }
 
+/// The run the interrupt was recorded on (TestSleep 30 s, interrupted after about 1.5 s).
+const INTERRUPTED_RUN: &str = "74e7f1cd-2f9e-433f-a633-b560eeecdc04";
+
 impl RecordedRun {
-    fn source(self) -> (&'static str, &'static str) {
+    /// The transcript section, the recorded prompt id, and the text of the note that
+    /// started the run.
+    fn source(self) -> (&'static str, &'static str, &'static str) {
         match self {
-            Self::Basic => ("ws-basic", "511413d5-0469-45fc-9a9d-5fd7338c99f8"),
-            Self::Progress => ("ws-testing", "85cd2605-1ab0-438d-9011-a10029e66b6c"),
-            Self::Failure => ("ws-basic", "12517713-281a-4dcb-8041-6e54c58845c7"),
-            Self::Previews => ("ws-binary", "14701581-fbb1-4acb-baa8-bdc74ce46a60"),
+            Self::Basic => (
+                "ws-basic",
+                "511413d5-0469-45fc-9a9d-5fd7338c99f8",
+                "511413d5-0469-45fc-9a9d-5fd7338c99f8",
+            ),
+            Self::Progress => (
+                "ws-testing",
+                "85cd2605-1ab0-438d-9011-a10029e66b6c",
+                "85cd2605-1ab0-438d-9011-a10029e66b6c",
+            ),
+            Self::Failure => (
+                "ws-basic",
+                "12517713-281a-4dcb-8041-6e54c58845c7",
+                "12517713-281a-4dcb-8041-6e54c58845c7",
+            ),
+            Self::Previews => (
+                "ws-binary",
+                "14701581-fbb1-4acb-baa8-bdc74ce46a60",
+                "14701581-fbb1-4acb-baa8-bdc74ce46a60",
+            ),
+            Self::Long => ("ws-testing", INTERRUPTED_RUN, "run I ("),
         }
     }
+}
+
+/// A queued prompt waiting for its turn.
+#[derive(Debug, Clone)]
+struct Job {
+    prompt_id: String,
+    number: u64,
+    client_id: Option<String>,
+    prompt: Value,
+    run: RecordedRun,
+    drop_after: Option<usize>,
 }
 
 /// One WebSocket frame of a recorded run.
@@ -97,6 +136,12 @@ struct Inner {
     next_run: Option<RecordedRun>,
     /// Drop the socket after this many frames of the next run.
     drop_after: Option<usize>,
+    /// Queued prompts in run order (their `pending` items list them for `GET /queue`).
+    waiting: VecDeque<Job>,
+    /// The prompt running now, and the token that interrupts it.
+    current: Option<(String, CancellationToken)>,
+    /// Uploaded files by (folder type, subfolder, name).
+    files: HashMap<(String, String, String), Vec<u8>>,
 }
 
 #[derive(Debug)]
@@ -259,6 +304,30 @@ impl FakeComfy {
         self.shared.lock().running = vec![queue_item(0, prompt_id)];
     }
 
+    /// A file as uploaded (folder type, subfolder, name), if there is one.
+    pub fn file(&self, folder: &str, subfolder: &str, name: &str) -> Option<Vec<u8>> {
+        self.shared
+            .lock()
+            .files
+            .get(&(folder.into(), subfolder.into(), name.into()))
+            .cloned()
+    }
+
+    /// The prompt running now, if any (set when a queued prompt starts, cleared when it
+    /// ends).
+    pub fn running_prompt(&self) -> Option<String> {
+        self.shared
+            .lock()
+            .current
+            .as_ref()
+            .map(|(id, _)| id.clone())
+    }
+
+    /// A run's history entry, once it has one.
+    pub fn history_entry(&self, prompt_id: &str) -> Option<Value> {
+        self.shared.lock().history.get(prompt_id).cloned()
+    }
+
     pub fn add_pending(&self, prompt_id: &str) {
         let mut inner = self.shared.lock();
         let number = i64::try_from(inner.pending.len()).unwrap_or(0) + 1;
@@ -330,10 +399,17 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
     let path = parts.uri.path();
     let path = path.strip_prefix("/api").unwrap_or(path);
     let query = parts.uri.query().unwrap_or_default();
-    route(&shared, &parts.method, path, query, &body)
+    route(&shared, &parts.method, path, query, &parts.headers, &body)
 }
 
-fn route(shared: &Shared, method: &Method, path: &str, query: &str, body: &Bytes) -> Response {
+fn route(
+    shared: &Shared,
+    method: &Method,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
     let recorded = &shared.recorded;
     match (method, path) {
         (&Method::GET, "/system_stats") => json_answer(StatusCode::OK, &recorded.system_stats),
@@ -387,7 +463,10 @@ fn route(shared: &Shared, method: &Method, path: &str, query: &str, body: &Bytes
             json_answer(StatusCode::OK, &body)
         }
         (&Method::POST, "/prompt") => post_prompt(shared, body),
-        (&Method::POST, "/interrupt") => StatusCode::OK.into_response(),
+        (&Method::POST, "/interrupt") => interrupt(shared, body),
+        (&Method::POST, "/queue") => edit_queue(shared, body),
+        (&Method::POST, "/upload/image") => upload(shared, headers, body),
+        (&Method::GET, "/view") => view(shared, query),
         _ => StatusCode::NOT_FOUND.into_response(),
     }
 }
@@ -401,14 +480,20 @@ fn post_prompt(shared: &Shared, body: &Bytes) -> Response {
         )
             .into_response();
     };
+    // A recorded partial acceptance queues the prompt and reports the dropped branch.
+    let mut node_errors = json!({});
     if let Value::Object(cases) = &shared.recorded.errors {
         for case in cases.values() {
-            if case["request"]["prompt"] == request["prompt"] && case["response"]["status"] != 200 {
+            if case["request"]["prompt"] != request["prompt"] {
+                continue;
+            }
+            if case["response"]["status"] != 200 {
                 let status = case["response"]["status"].as_u64().unwrap_or(400);
                 let status = StatusCode::from_u16(u16::try_from(status).unwrap_or(400))
                     .unwrap_or(StatusCode::BAD_REQUEST);
                 return json_answer(status, &case["response"]["body"]);
             }
+            node_errors = case["response"]["body"]["node_errors"].clone();
         }
     }
     let mut inner = shared.lock();
@@ -417,30 +502,95 @@ fn post_prompt(shared: &Shared, body: &Bytes) -> Response {
         .as_str()
         .map_or_else(|| format!("fake-{}", inner.prompts_queued), String::from);
     let number = inner.prompts_queued;
-    let run = inner.next_run.take().unwrap_or(RecordedRun::Basic);
-    let drop_after = inner.drop_after.take();
-    inner.running.push(queue_item(0, &prompt_id));
+    let job = Job {
+        prompt_id: prompt_id.clone(),
+        number,
+        client_id: request["client_id"].as_str().map(String::from),
+        prompt: request["prompt"].clone(),
+        run: inner.next_run.take().unwrap_or(RecordedRun::Basic),
+        drop_after: inner.drop_after.take(),
+    };
+    let item = queue_item(i64::try_from(number).unwrap_or(0), &prompt_id);
+    inner.pending.push(item);
+    inner.waiting.push_back(job);
     drop(inner);
-    tokio::spawn(replay(
-        shared.clone(),
-        run,
-        prompt_id.clone(),
-        request["client_id"].as_str().map(String::from),
-        request["prompt"].clone(),
-        drop_after,
-    ));
+    start_next(shared);
     json_answer(
         StatusCode::OK,
-        &json!({"prompt_id": prompt_id, "number": number, "node_errors": {}}),
+        &json!({"prompt_id": prompt_id, "number": number, "node_errors": node_errors}),
     )
 }
 
+/// Starts the next waiting prompt unless one is running: one at a time, in queue order.
+fn start_next(shared: &Shared) {
+    let mut inner = shared.lock();
+    if inner.current.is_some() {
+        return;
+    }
+    let Some(job) = inner.waiting.pop_front() else {
+        return;
+    };
+    inner
+        .pending
+        .retain(|item| item[1].as_str() != Some(job.prompt_id.as_str()));
+    inner.running.push(queue_item(
+        i64::try_from(job.number).unwrap_or(0),
+        &job.prompt_id,
+    ));
+    let interrupt = CancellationToken::new();
+    inner.current = Some((job.prompt_id.clone(), interrupt.clone()));
+    drop(inner);
+    tokio::spawn(replay(shared.clone(), job, interrupt));
+}
+
+/// `POST /interrupt`: stops the running prompt; with a `prompt_id`, only if it is that one.
+fn interrupt(shared: &Shared, body: &Bytes) -> Response {
+    let wanted = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["prompt_id"].as_str().map(String::from));
+    let inner = shared.lock();
+    if let Some((running, token)) = &inner.current
+        && wanted.as_ref().is_none_or(|id| id == running)
+    {
+        token.cancel();
+    }
+    StatusCode::OK.into_response()
+}
+
+/// `POST /queue`: `{"delete": [ids]}` drops pending prompts (never the running one);
+/// `{"clear": true}` drops them all. Answers 200 with an empty body, as ComfyUI does.
+fn edit_queue(shared: &Shared, body: &Bytes) -> Response {
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "500 Internal Server Error\n\nServer got itself in trouble",
+        )
+            .into_response();
+    };
+    let mut inner = shared.lock();
+    if request["clear"] == true {
+        inner.pending.clear();
+        inner.waiting.clear();
+    }
+    if let Some(ids) = request["delete"].as_array() {
+        let ids: Vec<&str> = ids.iter().filter_map(Value::as_str).collect();
+        inner
+            .pending
+            .retain(|item| !item[1].as_str().is_some_and(|id| ids.contains(&id)));
+        inner
+            .waiting
+            .retain(|job| !ids.contains(&job.prompt_id.as_str()));
+    }
+    StatusCode::OK.into_response()
+}
+
 /// The frames of a recorded run: what the recording's client received between the note that
-/// queued it and the next note.
+/// queued it and the next note. A long run keeps only its own frames before the interrupt.
 fn recorded_frames(recorded: &Recorded, run: RecordedRun) -> Vec<Frame> {
-    let (section, recorded_id) = run.source();
+    let (section, recorded_id, marker) = run.source();
     let mut frames = Vec::new();
     let mut inside = false;
+    let mut started = false;
     for record in &recorded.transcript {
         if record["section"] != section {
             continue;
@@ -448,11 +598,22 @@ fn recorded_frames(recorded: &Recorded, run: RecordedRun) -> Vec<Frame> {
         if record["kind"] == "note" {
             inside = record["note"]
                 .as_str()
-                .is_some_and(|note| note.contains(recorded_id));
+                .is_some_and(|note| note.contains(marker));
             continue;
         }
         if !inside || record["who"] != "client" {
             continue;
+        }
+        if run == RecordedRun::Long {
+            let message = &record["msg"];
+            if message["type"] == "execution_interrupted" {
+                break;
+            }
+            let own = message["data"]["prompt_id"] == recorded_id;
+            started |= own;
+            if !(own || (!started && message["type"] == "status")) {
+                continue;
+            }
         }
         match record["kind"].as_str() {
             Some("text") => frames.push(Frame::Text(record["msg"].to_string())),
@@ -461,6 +622,32 @@ fn recorded_frames(recorded: &Recorded, run: RecordedRun) -> Vec<Frame> {
         }
     }
     assert!(!frames.is_empty(), "the recording has run {run:?}");
+    frames
+}
+
+/// What ComfyUI sent when the recorded run was interrupted: `execution_interrupted`, then
+/// `status`, then `executing` with no node.
+fn interrupt_frames(recorded: &Recorded) -> Vec<Value> {
+    let mut frames = Vec::new();
+    for record in &recorded.transcript {
+        if record["section"] != "ws-testing" || record["who"] != "client" {
+            continue;
+        }
+        let message = &record["msg"];
+        if frames.is_empty() {
+            if message["type"] == "execution_interrupted"
+                && message["data"]["prompt_id"] == INTERRUPTED_RUN
+            {
+                frames.push(message.clone());
+            }
+            continue;
+        }
+        frames.push(message.clone());
+        if message["type"] == "executing" && message["data"]["node"].is_null() {
+            break;
+        }
+    }
+    assert_eq!(frames.len(), 3, "the recording has the interrupt sequence");
     frames
 }
 
@@ -484,30 +671,75 @@ fn binary_frame(record: &Value) -> Vec<u8> {
     frame
 }
 
-/// Plays a recorded run to the client that queued it, then records it in history.
-async fn replay(
-    shared: Shared,
-    run: RecordedRun,
-    prompt_id: String,
-    client_id: Option<String>,
-    prompt: Value,
-    drop_after: Option<usize>,
-) {
-    let (_, recorded_id) = run.source();
-    let frames = recorded_frames(&shared.recorded, run);
-    let mut outputs = serde_json::Map::new();
-    let mut messages = Vec::new();
-    let mut failed = false;
+/// What a run has produced so far, for its history entry.
+#[derive(Debug, Default)]
+struct Progress {
+    outputs: serde_json::Map<String, Value>,
+    messages: Vec<Value>,
+    failed: bool,
+    /// The node that last started (`executing`), where an interrupt lands.
+    node: Option<String>,
+}
+
+impl Progress {
+    fn note(&mut self, message: &Value) {
+        match message["type"].as_str() {
+            Some("executed") => {
+                let node = message["data"]["node"].as_str().unwrap_or("?").to_string();
+                self.outputs.insert(node, message["data"]["output"].clone());
+            }
+            Some("executing") => {
+                if let Some(node) = message["data"]["node"].as_str() {
+                    self.node = Some(node.to_string());
+                }
+            }
+            Some(
+                kind @ ("execution_start"
+                | "execution_success"
+                | "execution_error"
+                | "execution_interrupted"
+                | "execution_cached"),
+            ) => {
+                self.failed |= matches!(kind, "execution_error" | "execution_interrupted");
+                self.messages.push(json!([kind, message["data"]]));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Sends a frame to the client that queued the run, if it is connected.
+fn send(shared: &Shared, client_id: Option<&str>, frame: Frame) {
+    if let Some(client) = client_id {
+        let socket = shared.lock().sockets.get(client).cloned();
+        if let Some(socket) = socket {
+            let _ = socket.send(ToSocket::Frame(frame));
+        }
+    }
+}
+
+/// Plays a recorded run to the client that queued it, then records it in history and starts
+/// the next waiting prompt. An interrupt stops it at the next frame.
+async fn replay(shared: Shared, job: Job, interrupt: CancellationToken) {
+    let (_, recorded_id, _) = job.run.source();
+    let client_id = job.client_id.as_deref();
+    let frames = recorded_frames(&shared.recorded, job.run);
+    let mut progress = Progress::default();
     let mut recorded = false;
+    let mut interrupted = false;
     for (sent, frame) in frames.into_iter().enumerate() {
+        if interrupt.is_cancelled() {
+            interrupted = true;
+            break;
+        }
         let frame = match frame {
-            Frame::Text(text) => Frame::Text(text.replace(recorded_id, &prompt_id)),
+            Frame::Text(text) => Frame::Text(text.replace(recorded_id, &job.prompt_id)),
             Frame::Binary(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
                 if text.contains(recorded_id) {
                     // Metadata frames name the prompt; the image bytes are not UTF-8-safe, so
                     // swap the id inside the metadata only.
-                    Frame::Binary(swap_in_metadata(&bytes, recorded_id, &prompt_id))
+                    Frame::Binary(swap_in_metadata(&bytes, recorded_id, &job.prompt_id))
                 } else {
                     Frame::Binary(bytes)
                 }
@@ -515,88 +747,95 @@ async fn replay(
         };
         if let Frame::Text(text) = &frame {
             let message: Value = serde_json::from_str(text).expect("JSON");
-            match message["type"].as_str() {
-                Some("executed") => {
-                    let node = message["data"]["node"].as_str().unwrap_or("?").to_string();
-                    outputs.insert(node, message["data"]["output"].clone());
-                }
-                Some(
-                    kind @ ("execution_start"
-                    | "execution_success"
-                    | "execution_error"
-                    | "execution_interrupted"
-                    | "execution_cached"),
-                ) => {
-                    failed |= kind == "execution_error";
-                    messages.push(json!([kind, message["data"]]));
-                }
-                _ => {}
+            progress.note(&message);
+            // As in ComfyUI, the run is in history before the final `executing` (node null).
+            if message["type"] == "executing" && message["data"]["node"].is_null() {
+                record_history(&shared, &job, &progress);
+                recorded = true;
             }
         }
-        // As in ComfyUI, the run is in history before the final `executing` (node null).
-        if let Frame::Text(text) = &frame
-            && serde_json::from_str::<Value>(text)
-                .is_ok_and(|m| m["type"] == "executing" && m["data"]["node"].is_null())
-        {
-            record_history(
-                &shared,
-                &prompt_id,
-                client_id.as_deref(),
-                &prompt,
-                &outputs,
-                &messages,
-                failed,
-            );
-            recorded = true;
-        }
-        if drop_after == Some(sent)
-            && let Some(client) = &client_id
+        if job.drop_after == Some(sent)
+            && let Some(client) = client_id
             && let Some(socket) = shared.lock().sockets.remove(client)
         {
             let _ = socket.send(ToSocket::Drop);
         }
-        if let Some(client) = &client_id {
-            let socket = shared.lock().sockets.get(client).cloned();
-            if let Some(socket) = socket {
-                let _ = socket.send(ToSocket::Frame(frame));
-            }
+        send(&shared, client_id, frame);
+        tokio::select! {
+            () = interrupt.cancelled() => {}
+            () = tokio::time::sleep(Duration::from_millis(2)) => {}
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    if !recorded {
-        record_history(
-            &shared,
-            &prompt_id,
-            client_id.as_deref(),
-            &prompt,
-            &outputs,
-            &messages,
-            failed,
+    if !interrupted && !recorded && job.run == RecordedRun::Long {
+        tokio::select! {
+            () = interrupt.cancelled() => interrupted = true,
+            () = shared.stop.cancelled() => {}
+        }
+    }
+    if interrupted && !recorded {
+        play_interrupt(&shared, &job, &mut progress);
+    } else if !recorded {
+        record_history(&shared, &job, &progress);
+    }
+    {
+        let mut inner = shared.lock();
+        if inner
+            .current
+            .as_ref()
+            .is_some_and(|(id, _)| *id == job.prompt_id)
+        {
+            inner.current = None;
+        }
+    }
+    start_next(&shared);
+}
+
+/// The recorded interrupt sequence for this prompt, at the node it was running; the run goes
+/// into history as ComfyUI records an interrupt (status "error", not completed).
+fn play_interrupt(shared: &Shared, job: &Job, progress: &mut Progress) {
+    let node = progress.node.clone();
+    let remaining = shared.lock().waiting.len();
+    for mut message in interrupt_frames(&shared.recorded) {
+        let data = &mut message["data"];
+        if data.get("prompt_id").is_some() {
+            data["prompt_id"] = json!(job.prompt_id);
+        }
+        match message["type"].as_str() {
+            Some("execution_interrupted") => {
+                if let Some(node) = &node {
+                    message["data"]["node_id"] = json!(node);
+                    message["data"]["node_type"] = job.prompt[node.as_str()]["class_type"].clone();
+                }
+                let executed: Vec<Value> = progress.outputs.keys().map(|id| json!(id)).collect();
+                message["data"]["executed"] = json!(executed);
+            }
+            Some("status") => {
+                message["data"]["status"]["exec_info"]["queue_remaining"] = json!(remaining);
+            }
+            Some("executing") => record_history(shared, job, progress),
+            _ => {}
+        }
+        progress.note(&message);
+        send(
+            shared,
+            job.client_id.as_deref(),
+            Frame::Text(message.to_string()),
         );
     }
 }
 
-fn record_history(
-    shared: &Shared,
-    prompt_id: &str,
-    client_id: Option<&str>,
-    prompt: &Value,
-    outputs: &serde_json::Map<String, Value>,
-    messages: &[Value],
-    failed: bool,
-) {
+fn record_history(shared: &Shared, job: &Job, progress: &Progress) {
     let mut inner = shared.lock();
     inner
         .running
-        .retain(|item| item[1].as_str() != Some(prompt_id));
-    let number = inner.prompts_queued;
-    let status = if failed { "error" } else { "success" };
+        .retain(|item| item[1].as_str() != Some(job.prompt_id.as_str()));
+    let status = if progress.failed { "error" } else { "success" };
     inner.history.insert(
-        prompt_id.to_string(),
+        job.prompt_id.clone(),
         json!({
-            "prompt": [number, prompt_id, prompt, {"client_id": client_id}, outputs.keys().collect::<Vec<_>>()],
-            "outputs": outputs,
-            "status": {"status_str": status, "completed": !failed, "messages": messages},
+            "prompt": [job.number, job.prompt_id, job.prompt, {"client_id": job.client_id}, progress.outputs.keys().collect::<Vec<_>>()],
+            "outputs": progress.outputs,
+            "status": {"status_str": status, "completed": !progress.failed, "messages": progress.messages},
             "meta": {}
         }),
     );
@@ -675,6 +914,245 @@ async fn talk(shared: Shared, client_id: String, mut socket: WebSocket) {
             },
         }
     }
+}
+
+/// `POST /upload/image`: stores the `image` part under its folder type and subfolder. A
+/// clash with different bytes gets "name (1).ext" unless `overwrite` is "true" or "1";
+/// identical bytes keep the name, as ComfyUI's hash check does.
+fn upload(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Response {
+    let Some(parts) = multipart_parts(headers, body) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let field = |name: &str| {
+        parts
+            .iter()
+            .find(|part| part.name == name)
+            .map(|part| String::from_utf8_lossy(&part.bytes).into_owned())
+    };
+    let Some(image) = parts
+        .iter()
+        .find(|part| part.name == "image" && part.filename.is_some())
+    else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let folder = field("type")
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "input".into());
+    let subfolder = field("subfolder").unwrap_or_default();
+    let overwrite = field("overwrite").is_some_and(|o| o == "true" || o == "1");
+    let filename = image.filename.clone().unwrap_or_default();
+    if filename.is_empty()
+        || filename.contains(['/', '\\'])
+        || subfolder.split(['/', '\\']).any(|s| s == "..")
+        || subfolder.starts_with('/')
+        || !["input", "output", "temp"].contains(&folder.as_str())
+    {
+        return StatusCode::BAD_REQUEST.into_response();
+    }
+    let mut inner = shared.lock();
+    let (stem, ext) = filename
+        .rsplit_once('.')
+        .map_or((filename.as_str(), String::new()), |(stem, ext)| {
+            (stem, format!(".{ext}"))
+        });
+    let mut name = filename.clone();
+    let mut n = 1;
+    while !overwrite
+        && let Some(existing) = inner
+            .files
+            .get(&(folder.clone(), subfolder.clone(), name.clone()))
+        && *existing != image.bytes
+    {
+        name = format!("{stem} ({n}){ext}");
+        n += 1;
+    }
+    inner.files.insert(
+        (folder.clone(), subfolder.clone(), name.clone()),
+        image.bytes.clone(),
+    );
+    json_answer(
+        StatusCode::OK,
+        &json!({"name": name, "subfolder": subfolder, "type": folder}),
+    )
+}
+
+/// `GET /view`: an uploaded file, or a small PNG for an image a run saved (history lists
+/// it). 400 for a bad name, 403 for a subfolder outside the folder, 404 for anything else.
+fn view(shared: &Shared, query: &str) -> Response {
+    let param = |key: &str| {
+        query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == key).then(|| percent_decode(&v.replace('+', " ")))
+        })
+    };
+    let filename = param("filename").unwrap_or_default();
+    if filename.is_empty() || filename.starts_with('/') || filename.contains("..") {
+        return StatusCode::BAD_REQUEST.into_response();
+    }
+    let folder = param("type")
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "output".into());
+    let subfolder = param("subfolder").unwrap_or_default();
+    if subfolder.split(['/', '\\']).any(|s| s == "..") || subfolder.starts_with('/') {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    let inner = shared.lock();
+    let stored = inner
+        .files
+        .get(&(folder.clone(), subfolder.clone(), filename.clone()))
+        .cloned();
+    let produced = || {
+        inner.history.values().any(|entry| {
+            entry["outputs"].as_object().is_some_and(|outputs| {
+                outputs.values().any(|ui| {
+                    ui["images"].as_array().is_some_and(|images| {
+                        images.iter().any(|image| {
+                            image["filename"] == filename.as_str()
+                                && image["subfolder"].as_str().unwrap_or_default() == subfolder
+                                && image["type"].as_str().unwrap_or("output") == folder
+                        })
+                    })
+                })
+            })
+        })
+    };
+    let bytes = match stored {
+        Some(bytes) => bytes,
+        None if filename.to_ascii_lowercase().ends_with(".png") && produced() => {
+            tiny_png(8, 8, [200, 60, 40])
+        }
+        None => return StatusCode::NOT_FOUND.into_response(),
+    };
+    let content_type = if filename.to_ascii_lowercase().ends_with(".png") {
+        "image/png"
+    } else if filename.to_ascii_lowercase().ends_with(".webp") {
+        "image/webp"
+    } else {
+        "application/octet-stream"
+    };
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("filename=\"{filename}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+/// One part of a multipart form.
+#[derive(Debug)]
+struct Part {
+    name: String,
+    filename: Option<String>,
+    bytes: Vec<u8>,
+}
+
+/// Splits a `multipart/form-data` body into its parts; `None` when it isn't one.
+fn multipart_parts(headers: &HeaderMap, body: &[u8]) -> Option<Vec<Part>> {
+    let content_type = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let boundary = content_type
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("boundary="))?
+        .trim_matches('"');
+    let delimiter = format!("--{boundary}").into_bytes();
+    let mut parts = Vec::new();
+    let mut rest = body;
+    // Skip the preamble up to the first delimiter.
+    let first = find(rest, &delimiter)?;
+    rest = &rest[first + delimiter.len()..];
+    loop {
+        if rest.starts_with(b"--") {
+            return Some(parts);
+        }
+        rest = rest.strip_prefix(b"\r\n")?;
+        let end = find(rest, &delimiter)?;
+        let part = rest[..end].strip_suffix(b"\r\n")?;
+        rest = &rest[end + delimiter.len()..];
+        let split = find(part, b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(&part[..split]);
+        let bytes = part[split + 4..].to_vec();
+        let disposition = head
+            .lines()
+            .find(|line| line.to_ascii_lowercase().starts_with("content-disposition"))?;
+        let attribute = |key: &str| {
+            disposition.split(';').find_map(|p| {
+                p.trim()
+                    .strip_prefix(key)
+                    .and_then(|v| v.strip_prefix('='))
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        };
+        parts.push(Part {
+            name: attribute("name")?,
+            filename: attribute("filename"),
+            bytes,
+        });
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// A valid PNG of one flat colour: 8-bit RGB rows, one stored (uncompressed) deflate block,
+/// with real CRCs and Adler-32, so decoders accept it.
+pub fn tiny_png(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend(u32::try_from(data.len()).expect("small").to_be_bytes());
+        let start = out.len();
+        out.extend(kind);
+        out.extend(data);
+        let crc = crc32(&out[start..]);
+        out.extend(crc.to_be_bytes());
+    }
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = 0xFFFF_FFFF_u32;
+        for &byte in bytes {
+            crc ^= u32::from(byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    // Each row: filter type 0 (none), then the pixels.
+    let mut row = vec![0_u8];
+    for _ in 0..width {
+        row.extend(rgb);
+    }
+    let raw = row.repeat(height as usize);
+    assert!(raw.len() <= 0xFFFF, "one stored block holds the image");
+    let len = u16::try_from(raw.len()).expect("small");
+    let (mut a, mut b) = (1_u32, 0_u32);
+    for &byte in &raw {
+        a = (a + u32::from(byte)) % 65_521;
+        b = (b + a) % 65_521;
+    }
+    let mut zlib = vec![0x78, 0x01, 0x01];
+    zlib.extend(len.to_le_bytes());
+    zlib.extend((!len).to_le_bytes());
+    zlib.extend(&raw);
+    zlib.extend(((b << 16) | a).to_be_bytes());
+    let mut ihdr = Vec::new();
+    ihdr.extend(width.to_be_bytes());
+    ihdr.extend(height.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    let mut png = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
+    chunk(&mut png, b"IHDR", &ihdr);
+    chunk(&mut png, b"IDAT", &zlib);
+    chunk(&mut png, b"IEND", &[]);
+    png
 }
 
 fn percent_decode(segment: &str) -> String {
