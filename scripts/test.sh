@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and integration tests, real MCP clients
-# (Python and TypeScript SDKs) and the official conformance suite. Installs the npm and pip
-# packages it needs into .cache/ on first use.
+# (Python and TypeScript SDKs), the official conformance suite and a short fuzzing smoke.
+# Installs the npm and pip packages it needs into .cache/ on first use, and cargo-fuzz into
+# ~/.cache/comfyui-agent/bin.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh --quick    formatting, lints and the Rust tests only
@@ -15,6 +16,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
@@ -39,3 +41,6 @@ bash tests/interop/run.sh
 
 step "Official MCP conformance suite"
 bash tests/conformance/run.sh
+
+step "Fuzzing smoke (${FUZZ_SECONDS:-20}s per target)"
+bash scripts/fuzz-smoke.sh

@@ -214,6 +214,17 @@ impl<'a> Flat<'a> {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
+            // No class means nothing ComfyUI could run, and an API node without a
+            // class_type is unreadable; links to it are then reported as dangling.
+            if class.trim().is_empty() {
+                self.notes.push(ConversionNote {
+                    node_id: id,
+                    class_type: class,
+                    problem: "it has no node type, so it was left out".into(),
+                    fix: "Delete it or re-add the node in ComfyUI and save again.".into(),
+                });
+                continue;
+            }
             let mode = node.get("mode").and_then(Value::as_i64).unwrap_or(0);
             let inputs: Vec<Slot> = node
                 .get("inputs")
@@ -1213,6 +1224,47 @@ mod tests {
             json!({"width": 640, "height": 512, "batch_size": 1})
         );
         assert!(converted.notes[0].problem.contains("height, batch_size"));
+    }
+
+    #[test]
+    fn a_node_without_a_type_is_left_out_and_the_result_re_reads() {
+        // Found by the ui_to_api fuzz target: a UI node with no `type` became an API node
+        // with an empty class_type, which the API reader then refused.
+        let mut typeless = node(4, "", &[], json!([]));
+        typeless.as_object_mut().expect("object").remove("type");
+        let converted = convert(
+            vec![
+                typeless,
+                node(6, "", &[], json!([])),
+                node(
+                    8,
+                    "VAEDecode",
+                    &[
+                        ("samples", "LATENT", None, false),
+                        ("vae", "VAE", Some(1), false),
+                    ],
+                    json!([]),
+                ),
+            ],
+            json!([[1, 4, 2, 8, 1, "VAE"]]),
+        );
+        let api = api(&converted);
+        assert_eq!(api.as_object().map(|o| o.len()), Some(1), "{api}");
+        assert_eq!(Workflow::from_api(&api).as_ref(), Ok(&converted.workflow));
+        assert!(api["8"]["inputs"].get("vae").is_none());
+        let problems: Vec<(&str, &str)> = converted
+            .notes
+            .iter()
+            .map(|n| (n.node_id.as_str(), n.problem.as_str()))
+            .collect();
+        assert!(problems.contains(&("4", "it has no node type, so it was left out")));
+        assert!(problems.contains(&("6", "it has no node type, so it was left out")));
+        assert!(
+            problems
+                .iter()
+                .any(|(id, p)| *id == "8" && p.contains("isn't in the workflow")),
+            "{problems:?}"
+        );
     }
 
     #[test]
