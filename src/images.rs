@@ -98,13 +98,14 @@ pub enum ImageError {
         detail: String,
     },
     #[error(
-        "the {format} image is {width}x{height} pixels, more than this server decodes (at most {DECODE_MAX_SIDE} px a side and {} MB of pixels); open it by its path instead",
+        "the {format} image is {}, more than this server decodes (at most {DECODE_MAX_SIDE} px a side and {} MB of pixels); open it by its path instead",
+        describe_size(*size),
         DECODE_MAX_BYTES / (1024 * 1024)
     )]
     TooLarge {
         format: &'static str,
-        width: u32,
-        height: u32,
+        /// Width and height, when the header could be read.
+        size: Option<(u32, u32)>,
     },
     #[error(
         "the {format} image could not be made smaller than {max_bytes} bytes even at {MIN_SIDE} px; raise COMFYUI_AGENT_IMAGE_MAX_KB or open it by its path"
@@ -194,13 +195,12 @@ pub fn fit(bytes: &[u8], budget: &ImageBudget) -> Result<Fitted, ImageError> {
     reader.limits(limits);
     let mut decoder = reader
         .into_decoder()
-        .map_err(|error| decode_error(kind, error, None))?;
+        .map_err(|error| decode_error(kind, error, png_header_size(bytes)))?;
     let (width, height) = decoder.dimensions();
     if width.max(height) > DECODE_MAX_SIDE || decoder.total_bytes() > DECODE_MAX_BYTES {
         return Err(ImageError::TooLarge {
             format,
-            width,
-            height,
+            size: Some((width, height)),
         });
     }
     // Camera JPEGs store their rotation separately; show them the way up they are meant.
@@ -263,14 +263,7 @@ pub async fn fit_async(bytes: Vec<u8>, budget: ImageBudget) -> Result<Fitted, Im
 fn decode_error(kind: Kind, error: image::ImageError, size: Option<(u32, u32)>) -> ImageError {
     let format = kind.name();
     match error {
-        image::ImageError::Limits(_) => {
-            let (width, height) = size.unwrap_or((0, 0));
-            ImageError::TooLarge {
-                format,
-                width,
-                height,
-            }
-        }
+        image::ImageError::Limits(_) => ImageError::TooLarge { format, size },
         image::ImageError::Unsupported(detail) => ImageError::Unsupported {
             format,
             detail: detail.to_string(),
@@ -280,6 +273,22 @@ fn decode_error(kind: Kind, error: image::ImageError, size: Option<(u32, u32)>) 
             detail: other.to_string(),
         },
     }
+}
+
+fn describe_size(size: Option<(u32, u32)>) -> String {
+    match size {
+        Some((width, height)) => format!("{width}x{height} pixels"),
+        None => "too large".to_string(),
+    }
+}
+
+/// Width and height from a PNG's IHDR, for the error when the decoder refuses the header
+/// before saying them.
+fn png_header_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    let ihdr = bytes.get(12..24).filter(|h| h.starts_with(b"IHDR"))?;
+    let width = u32::from_be_bytes(ihdr[4..8].try_into().ok()?);
+    let height = u32::from_be_bytes(ihdr[8..12].try_into().ok()?);
+    Some((width, height))
 }
 
 /// The size that keeps the aspect ratio with the longest side at most `max_side`.
@@ -300,7 +309,49 @@ fn shrink(image: DynamicImage, max_side: u32) -> DynamicImage {
     if (width, height) == (image.width(), image.height()) {
         return image;
     }
-    image.resize_exact(width, height, FilterType::Triangle)
+    resize(image, width, height)
+}
+
+/// A bilinear (triangle) downscale whose kernel widens with the ratio, so detail is averaged
+/// rather than skipped. 16-bit and float pixels become 8-bit first: this is a preview.
+fn resize(image: DynamicImage, width: u32, height: u32) -> DynamicImage {
+    use fast_image_resize::images::{Image, ImageRef};
+    use fast_image_resize::{FilterType as Kernel, PixelType, ResizeAlg, ResizeOptions, Resizer};
+
+    let image = match image {
+        DynamicImage::ImageLuma8(_)
+        | DynamicImage::ImageLumaA8(_)
+        | DynamicImage::ImageRgb8(_)
+        | DynamicImage::ImageRgba8(_) => image,
+        other if other.color().has_alpha() => DynamicImage::ImageRgba8(other.to_rgba8()),
+        other => DynamicImage::ImageRgb8(other.to_rgb8()),
+    };
+    let pixel_type = match &image {
+        DynamicImage::ImageLuma8(_) => PixelType::U8,
+        DynamicImage::ImageLumaA8(_) => PixelType::U8x2,
+        DynamicImage::ImageRgb8(_) => PixelType::U8x3,
+        _ => PixelType::U8x4,
+    };
+    let mut target = Image::new(width, height, pixel_type);
+    let resized = ImageRef::new(image.width(), image.height(), image.as_bytes(), pixel_type)
+        .ok()
+        .and_then(|source| {
+            let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(Kernel::Bilinear));
+            Resizer::new().resize(&source, &mut target, &options).ok()
+        })
+        .and_then(|()| {
+            let raw = target.into_vec();
+            match pixel_type {
+                PixelType::U8 => image::GrayImage::from_raw(width, height, raw).map(Into::into),
+                PixelType::U8x2 => {
+                    image::GrayAlphaImage::from_raw(width, height, raw).map(Into::into)
+                }
+                PixelType::U8x3 => image::RgbImage::from_raw(width, height, raw).map(Into::into),
+                _ => image::RgbaImage::from_raw(width, height, raw).map(Into::into),
+            }
+        });
+    // Only mismatched buffers make the fast path fail; the slow one cannot.
+    resized.unwrap_or_else(|| image.resize_exact(width, height, FilterType::Triangle))
 }
 
 struct Encoded {
@@ -349,7 +400,7 @@ fn encode_within(image: DynamicImage, max_bytes: usize) -> Option<Encoded> {
         }
         let next = (longest * 3 / 4).max(MIN_SIDE);
         let (width, height) = scaled(image.width(), image.height(), next);
-        image = image.resize_exact(width, height, FilterType::Triangle);
+        image = resize(image, width, height);
         // Quality 85 already failed at a larger size; start lower.
         qualities = &QUALITIES[1..];
     }
@@ -724,6 +775,7 @@ mod tests {
             );
             assert!(matches!(error, ImageError::TooLarge { .. }), "{error}");
             let line = error.to_string();
+            assert!(line.contains(&format!("{width}x{height} pixels")), "{line}");
             assert!(line.contains("open it by its path"), "{line}");
         }
         // The crafted header itself is well formed: a small claim gets past the limits
