@@ -179,11 +179,12 @@ impl Kind {
 
 /// Fits `bytes` (a PNG, JPEG, WebP or GIF; the first frame of an animation) to `budget`.
 ///
-/// A PNG or JPEG already within the budget comes back byte for byte once it has been
-/// checked to decode. Anything else is
-/// decoded, scaled down so its longest side is at most `max_side` (aspect ratio kept), and
-/// encoded as a PNG when it has real transparency and the PNG fits, otherwise as a JPEG at
-/// the best quality that fits, shrinking further when even low quality does not.
+/// A PNG or JPEG already within the budget comes back byte for byte, once it is known to
+/// decode. Anything else is scaled down so its longest side is at most `max_side` (aspect
+/// ratio kept) and encoded as a PNG when it has real transparency and the PNG fits,
+/// otherwise as a JPEG at the best quality that fits (85, 70, 55, 40), shrinking by a
+/// quarter at a time when even the lowest quality does not. Bounded: images over
+/// [`DECODE_MAX_SIDE`] a side or [`DECODE_MAX_BYTES`] decoded are refused from their header.
 pub fn fit(bytes: &[u8], budget: &ImageBudget) -> Result<Fitted, ImageError> {
     let kind = Kind::sniff(bytes).ok_or_else(|| unrecognized(bytes))?;
     let format = kind.name();
