@@ -10,6 +10,7 @@ use url::Url;
 
 use crate::cli::{Cli, Command, ServeArgs};
 use crate::error::ConfigError;
+use crate::images::ImageBudget;
 use crate::paths::expand_home;
 
 pub const ENV_COMFYUI_URL: &str = "COMFYUI_URL";
@@ -31,6 +32,9 @@ pub const ENV_TIMEOUTS: &str = "COMFYUI_AGENT_TIMEOUTS";
 pub const ENV_UNDO_LIMIT: &str = "COMFYUI_AGENT_UNDO_LIMIT";
 pub const ENV_SESSION_IDLE_MINUTES: &str = "COMFYUI_AGENT_SESSION_IDLE_MINUTES";
 pub const ENV_SESSION_MAX_AGE_DAYS: &str = "COMFYUI_AGENT_SESSION_MAX_AGE_DAYS";
+pub const ENV_IMAGE_MAX_SIDE: &str = "COMFYUI_AGENT_IMAGE_MAX_SIDE";
+pub const ENV_IMAGE_MAX_KB: &str = "COMFYUI_AGENT_IMAGE_MAX_KB";
+pub const ENV_IMAGE_MAX_INLINE: &str = "COMFYUI_AGENT_IMAGE_MAX_INLINE";
 
 pub const DEFAULT_COMFYUI_URL: &str = "http://127.0.0.1:8188/";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8765";
@@ -135,6 +139,8 @@ pub struct Config {
     pub extra_roots: Vec<PathBuf>,
     pub http: HttpConfig,
     pub sessions: SessionConfig,
+    /// How much image data results carry inline.
+    pub images: ImageBudget,
 }
 
 /// How sessions keep state: undo depth, in-memory lifetime, and how long saved sessions last.
@@ -242,6 +248,7 @@ impl Config {
         let data_dir = data_dir(cli.data_dir.as_deref(), env)?;
         let extra_roots = extra_roots(env)?;
         let sessions = session_config(env)?;
+        let images = image_budget(env)?;
         // HTTP settings are checked only when serving HTTP; stdio needs just the size limit.
         let http = match serve {
             Some(args) => {
@@ -263,6 +270,7 @@ impl Config {
             extra_roots,
             http,
             sessions,
+            images,
         })
     }
 
@@ -284,6 +292,7 @@ impl Config {
             extra_roots: Vec::new(),
             http: HttpConfig::default(),
             sessions: SessionConfig::default(),
+            images: ImageBudget::default(),
         }
     }
 }
@@ -527,6 +536,38 @@ fn session_config(env: &Env) -> Result<SessionConfig, ConfigError> {
         undo_limit: undo_limit as usize,
         idle: Duration::from_secs(idle_minutes * 60),
         max_age: (max_age_days > 0).then(|| Duration::from_secs(max_age_days * 86_400)),
+    })
+}
+
+fn image_budget(env: &Env) -> Result<ImageBudget, ConfigError> {
+    let max_side = bounded(
+        env,
+        ENV_IMAGE_MAX_SIDE,
+        64..=4096,
+        u64::from(crate::images::DEFAULT_MAX_SIDE),
+        "a number of pixels",
+        "Use the longest side, in pixels, of images sent to the assistant; the default is 768.",
+    )?;
+    let max_kb = bounded(
+        env,
+        ENV_IMAGE_MAX_KB,
+        16..=10_240,
+        (crate::images::DEFAULT_MAX_BYTES / 1024) as u64,
+        "a number of kilobytes",
+        "Use the largest size, in KB, of each image sent to the assistant; the default is 300.",
+    )?;
+    let max_inline = bounded(
+        env,
+        ENV_IMAGE_MAX_INLINE,
+        0..=16,
+        crate::images::DEFAULT_MAX_INLINE as u64,
+        "a count",
+        "Use how many images a result may show inline, or 0 to list them by path only; the default is 4.",
+    )?;
+    Ok(ImageBudget {
+        max_side: max_side as u32,
+        max_bytes: max_kb as usize * 1024,
+        max_inline: max_inline as usize,
     })
 }
 
@@ -974,6 +1015,79 @@ mod tests {
         assert_eq!(
             line,
             "COMFYUI_AGENT_UNDO_LIMIT is set to \"0\", which is not a count between 1 and 10000. Use a whole number of patches to keep for undo; the default is 50."
+        );
+    }
+
+    #[test]
+    fn image_budget_settings_default_validate_and_parse() {
+        let defaults = resolve(&["mcp"], &[]).expect("defaults");
+        assert_eq!(defaults.images, ImageBudget::default());
+        assert_eq!(
+            (
+                defaults.images.max_side,
+                defaults.images.max_bytes,
+                defaults.images.max_inline
+            ),
+            (768, 300 * 1024, 4)
+        );
+        assert_eq!(
+            Config::for_data_dir(PathBuf::from("x")).images,
+            ImageBudget::default()
+        );
+
+        let config = resolve(
+            &["mcp"],
+            &[
+                ("COMFYUI_AGENT_IMAGE_MAX_SIDE", "1024"),
+                ("COMFYUI_AGENT_IMAGE_MAX_KB", "512"),
+                ("COMFYUI_AGENT_IMAGE_MAX_INLINE", "0"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(
+            config.images,
+            ImageBudget {
+                max_side: 1024,
+                max_bytes: 512 * 1024,
+                max_inline: 0,
+            }
+        );
+        let edges = resolve(
+            &["mcp"],
+            &[
+                ("COMFYUI_AGENT_IMAGE_MAX_SIDE", "64"),
+                ("COMFYUI_AGENT_IMAGE_MAX_KB", "10240"),
+                ("COMFYUI_AGENT_IMAGE_MAX_INLINE", "16"),
+            ],
+        )
+        .expect("the bounds themselves are valid");
+        assert_eq!(edges.images.max_side, 64);
+        assert_eq!(edges.images.max_bytes, 10 * 1024 * 1024);
+        assert_eq!(edges.images.max_inline, 16);
+
+        for (setting, bad) in [
+            ("COMFYUI_AGENT_IMAGE_MAX_SIDE", "63"),
+            ("COMFYUI_AGENT_IMAGE_MAX_SIDE", "4097"),
+            ("COMFYUI_AGENT_IMAGE_MAX_SIDE", "768px"),
+            ("COMFYUI_AGENT_IMAGE_MAX_KB", "15"),
+            ("COMFYUI_AGENT_IMAGE_MAX_KB", "10241"),
+            ("COMFYUI_AGENT_IMAGE_MAX_KB", "0.5"),
+            ("COMFYUI_AGENT_IMAGE_MAX_INLINE", "17"),
+            ("COMFYUI_AGENT_IMAGE_MAX_INLINE", "-1"),
+        ] {
+            let error = resolve(&["mcp"], &[(setting, bad)]).expect_err(bad);
+            assert_eq!(error.setting, setting);
+            assert_eq!(error.value, bad);
+            let line = error.to_string();
+            assert!(!line.contains('\n'), "{line}");
+            assert!(line.contains("the default is"), "{line}");
+        }
+        let line = resolve(&["mcp"], &[("COMFYUI_AGENT_IMAGE_MAX_KB", "8")])
+            .expect_err("too small")
+            .to_string();
+        assert_eq!(
+            line,
+            "COMFYUI_AGENT_IMAGE_MAX_KB is set to \"8\", which is not a number of kilobytes between 16 and 10240. Use the largest size, in KB, of each image sent to the assistant; the default is 300."
         );
     }
 

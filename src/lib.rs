@@ -9,6 +9,7 @@ pub mod comfy;
 pub mod config;
 pub mod error;
 pub mod fsutil;
+pub mod images;
 pub mod mcp;
 pub mod models;
 pub mod paths;
