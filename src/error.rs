@@ -211,6 +211,17 @@ impl From<crate::workflow::patch::PatchError> for ToolError {
     }
 }
 
+/// A refused prompt keeps ComfyUI's own words, rendered node by node; a ComfyUI that is down
+/// is reported like any other unreachable call.
+impl From<crate::comfy::SubmitError> for ToolError {
+    fn from(error: crate::comfy::SubmitError) -> Self {
+        match error {
+            crate::comfy::SubmitError::Comfy(error) => Self::Comfy(error),
+            other => Self::rejected(other.user_message(), ""),
+        }
+    }
+}
+
 impl From<crate::session::store::StoreError> for ToolError {
     fn from(error: crate::session::store::StoreError) -> Self {
         Self::rejected(error.to_string(), error.hint())

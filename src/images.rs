@@ -134,6 +134,16 @@ enum Kind {
     Gif,
 }
 
+/// The MIME type of an image this module can read, told from its first bytes.
+pub fn sniff_mime(bytes: &[u8]) -> Option<&'static str> {
+    Kind::sniff(bytes).map(|kind| match kind {
+        Kind::Png => "image/png",
+        Kind::Jpeg => "image/jpeg",
+        Kind::WebP => "image/webp",
+        Kind::Gif => "image/gif",
+    })
+}
+
 impl Kind {
     fn sniff(bytes: &[u8]) -> Option<Self> {
         if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod comfy;
 pub mod config;
 pub mod error;
+pub mod exec;
 pub mod fsutil;
 pub mod images;
 pub mod mcp;

@@ -10,9 +10,11 @@ use std::time::Instant;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, ContentBlock, ErrorData, Implementation,
-    InitializeRequestParams, InitializeResult, ListToolsResult, LoggingMessageNotificationParam,
-    PaginatedRequestParams, ProgressNotificationParam, ProgressToken, ServerCapabilities,
-    ServerConfig, SetLevelRequestParams, Tool,
+    InitializeRequestParams, InitializeResult, ListResourceTemplatesResult, ListToolsResult,
+    LoggingMessageNotificationParam, PaginatedRequestParams, ProgressNotificationParam,
+    ProgressToken, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
+    ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig, SetLevelRequestParams,
+    Tool,
 };
 use rmcp::service::{NotificationContext, Peer, RequestContext};
 use rmcp::{RoleServer, ServerHandler};
@@ -25,6 +27,9 @@ use crate::registry::into_call_result;
 use crate::session::Session;
 
 pub use rmcp::model::LoggingLevel;
+
+/// The largest file `resources/read` returns (base64 grows it by a third on the wire).
+const MAX_RESOURCE_BYTES: usize = 20 * 1024 * 1024;
 
 /// What the assistant reads about this server when it connects.
 pub const INSTRUCTIONS: &str = "comfyui-agent gives you command of the user's ComfyUI (a node-based image and video \
@@ -173,6 +178,7 @@ pub fn server_config() -> ServerConfig {
     let capabilities = ServerCapabilities::builder()
         .enable_tools()
         .enable_logging()
+        .enable_resources()
         .build();
     let mut implementation = Implementation::new("comfyui-agent", env!("CARGO_PKG_VERSION"));
     implementation.title = Some("ComfyUI Agent".into());
@@ -230,6 +236,76 @@ impl ServerHandler for McpServer {
         Ok(ListToolsResult::with_all_items(
             self.app.registry().tools().to_vec(),
         ))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(vec![
+            ResourceTemplate::new("comfyui://output/{type}/{+path}", "ComfyUI file")
+                .with_description(
+                    "A file in ComfyUI's output, temp or input folder, full size (the links \
+                     execution results carry).",
+                ),
+        ]))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        use base64::Engine as _;
+        let uri = request.uri;
+        let not_found =
+            |why: String| ErrorData::resource_not_found(why, Some(json!({ "uri": uri.clone() })));
+        let Some((folder, subfolder, filename)) = crate::tools::execution::parse_output_uri(&uri)
+        else {
+            return Err(not_found(format!(
+                "There is no resource {uri}. This server serves ComfyUI's files as \
+                 comfyui://output/{{output|temp|input}}/{{path}}, the links its tools return."
+            )));
+        };
+        let client = self.app.comfy().client().await;
+        match client
+            .view(&filename, Some(&subfolder), Some(&folder))
+            .await
+        {
+            Ok(viewed) if viewed.bytes.len() > MAX_RESOURCE_BYTES => {
+                Err(ErrorData::invalid_params(
+                    format!(
+                        "{filename} is {} MB, more than the {} MB a resource read returns. Open it \
+                     from ComfyUI's {folder} folder instead.",
+                        viewed.bytes.len() / (1024 * 1024),
+                        MAX_RESOURCE_BYTES / (1024 * 1024)
+                    ),
+                    Some(json!({ "uri": uri })),
+                ))
+            }
+            Ok(viewed) => {
+                let mime = viewed
+                    .content_type
+                    .clone()
+                    .or_else(|| crate::images::sniff_mime(&viewed.bytes).map(String::from))
+                    .unwrap_or_else(|| "application/octet-stream".into());
+                let blob = base64::engine::general_purpose::STANDARD.encode(&viewed.bytes);
+                Ok(ReadResourceResult::new(vec![
+                    ResourceContents::blob(blob, uri.clone()).with_mime_type(mime),
+                ])
+                .into())
+            }
+            Err(crate::comfy::ComfyError::FileNotFound { .. }) => Err(not_found(format!(
+                "ComfyUI has no file {filename} in its {folder} folder{}.",
+                if subfolder.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (subfolder {subfolder})")
+                }
+            ))),
+            Err(error) => Err(ErrorData::internal_error(error.user_message(), None)),
+        }
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {

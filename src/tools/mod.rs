@@ -12,6 +12,7 @@ use crate::registry::ToolSpec;
 pub struct NoParams {}
 
 pub mod comfy_api;
+pub mod execution;
 pub mod model_compat;
 pub mod sessions;
 pub mod workflow;
@@ -23,5 +24,6 @@ pub fn all() -> Vec<ToolSpec> {
     tools.extend(model_compat::tools());
     tools.extend(workflow::tools());
     tools.extend(sessions::tools());
+    tools.extend(execution::tools());
     tools
 }

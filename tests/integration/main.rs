@@ -7,6 +7,7 @@
 mod cli;
 mod comfy;
 mod events;
+mod execution;
 mod execution_client;
 mod http;
 mod inprocess;
