@@ -498,3 +498,112 @@ async fn output_paths_need_the_comfyui_folder_and_stay_inside_it() {
         );
     }
 }
+
+#[tokio::test]
+async fn multi_output_cached_and_long_progress_runs_are_reported() {
+    let fake = FakeComfy::start().await;
+    let scratch = Scratch::new();
+    let mut agent = agent(&scratch, &fake).await;
+
+    fake.next_run(RecordedRun::MultiOutput);
+    let multi = agent
+        .call_tool(1, "execute_workflow", json!({"workflow": solid()}))
+        .await;
+    let multi = ok(&multi);
+    assert_eq!(multi["status"], "complete");
+    let nodes: std::collections::BTreeSet<&str> = multi["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .filter_map(|o| o["node_id"].as_str())
+        .collect();
+    assert!(nodes.len() >= 2, "two output nodes: {multi}");
+
+    fake.next_run(RecordedRun::Cached);
+    let cached = agent
+        .call_tool(2, "execute_workflow", json!({"workflow": solid()}))
+        .await;
+    let cached = ok(&cached);
+    assert_eq!(cached["status"], "complete");
+    assert!(
+        cached["cached_nodes"].as_u64().is_some_and(|n| n >= 3),
+        "{cached}"
+    );
+
+    fake.next_run(RecordedRun::Progress);
+    let (progress, result) = call_with_progress(
+        &mut agent,
+        3,
+        "execute_with_progress",
+        json!({"workflow": solid()}),
+    )
+    .await;
+    assert_eq!(ok(&result)["status"], "complete");
+    assert!(
+        ok(&result)["progress_events"]
+            .as_u64()
+            .is_some_and(|n| n > 10)
+    );
+    assert!(
+        progress.iter().any(|p| p.contains(": step ")),
+        "sampler-style steps: {progress:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_socket_dropped_mid_run_falls_back_to_history() {
+    let fake = FakeComfy::start().await;
+    fake.next_run(RecordedRun::Progress);
+    fake.drop_socket_after(5);
+    let scratch = Scratch::new();
+    let mut agent = agent(&scratch, &fake).await;
+    let result = agent
+        .call_tool(1, "execute_workflow", json!({"workflow": solid()}))
+        .await;
+    let report = ok(&result);
+    assert_eq!(report["status"], "complete", "{report}");
+}
+
+#[tokio::test]
+async fn two_sessions_running_at_once_see_only_their_own_runs() {
+    let fake = FakeComfy::start().await;
+    let scratch = Scratch::new();
+    let mut first = agent(&scratch, &fake).await;
+    let scratch_b = Scratch::new();
+    let mut second = agent(&scratch_b, &fake).await;
+    let mut a = solid();
+    a["2"]["inputs"]["filename_prefix"] = json!("first");
+    let mut b = solid();
+    b["2"]["inputs"]["filename_prefix"] = json!("second");
+    let (one, two) = tokio::join!(
+        call_with_progress(
+            &mut first,
+            1,
+            "execute_with_progress",
+            json!({"workflow": a})
+        ),
+        call_with_progress(
+            &mut second,
+            1,
+            "execute_with_progress",
+            json!({"workflow": b})
+        ),
+    );
+    let (one, two) = (ok(&one.1).clone(), ok(&two.1).clone());
+    assert_eq!(one["status"], "complete");
+    assert_eq!(two["status"], "complete");
+    assert_ne!(one["prompt_id"], two["prompt_id"]);
+    for report in [&one, &two] {
+        let id = report["prompt_id"].as_str().expect("id");
+        let entry = fake.history_entry(id).expect("in history");
+        assert_eq!(
+            entry["outputs"].as_object().map(|o| o.len()),
+            report["outputs"].as_array().map(|o| {
+                o.iter()
+                    .filter_map(|x| x["node_id"].as_str())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len()
+            })
+        );
+    }
+}

@@ -58,6 +58,10 @@ pub enum RecordedRun {
     /// A 30 s TestSleep: its start and first progress, then it runs until interrupted
     /// (`POST /interrupt`), which plays the recorded interrupt sequence.
     Long,
+    /// LoadImage → ImageInvert → SaveImage plus a PreviewImage: two output nodes.
+    MultiOutput,
+    /// The multi-output run again: every node cached, nothing executed.
+    Cached,
 }
 
 /// The run the interrupt was recorded on (TestSleep 30 s, interrupted after about 1.5 s).
@@ -89,6 +93,16 @@ impl RecordedRun {
                 "14701581-fbb1-4acb-baa8-bdc74ce46a60",
             ),
             Self::Long => ("ws-testing", INTERRUPTED_RUN, "run I ("),
+            Self::MultiOutput => (
+                "ws-basic",
+                "08c2b4c5-7041-49b4-8b54-4ff4fb48575e",
+                "08c2b4c5-7041-49b4-8b54-4ff4fb48575e",
+            ),
+            Self::Cached => (
+                "ws-basic",
+                "f2f71fe5-daf3-4701-86f5-a512b9f532e9",
+                "f2f71fe5-daf3-4701-86f5-a512b9f532e9",
+            ),
         }
     }
 }
