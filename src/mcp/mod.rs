@@ -33,11 +33,14 @@ const MAX_RESOURCE_BYTES: usize = 20 * 1024 * 1024;
 
 /// What the assistant reads about this server when it connects.
 pub const INSTRUCTIONS: &str = "comfyui-agent gives you command of the user's ComfyUI (a node-based image and video \
-generation app). Use its tools to inspect the install, find nodes and models, check that models \
-belong to the same family (SD1.5, SDXL, Flux, SD3, Wan, …) before wiring them together, and, as \
-more tools arrive, edit workflows with undo, validate and queue them, and fetch the outputs. \
-Tool results are JSON; errors explain what happened and what to do next. Paths must lie inside \
-the ComfyUI folder or the folders the user allowed.";
+generation app). Inspect it (is_comfyui_running, get_all_nodes, get_node_info), start from a \
+workflow (load_workflow with a path or the JSON, or get_workflow_template), edit it with undo \
+(set_input, add_node, connect_nodes, apply_workflow_patch), check it (validate_workflow), run it \
+(execute_with_progress; long runs return a prompt_id for get_execution_status), and the images \
+come back inline. Check model families (identify_model_family) before mixing models. Each \
+conversation has its own workflow; pass `session` to share one by name. Results are JSON; errors \
+say what happened and what to do. Paths must lie inside the ComfyUI folder or the folders the \
+user allowed.";
 
 /// The per-session protocol handler.
 #[derive(Debug, Clone)]
