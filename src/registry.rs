@@ -207,7 +207,9 @@ fn object_schema<T: JsonSchema>() -> JsonObject {
     let mut settings = schemars::generate::SchemaSettings::draft2020_12();
     settings.inline_subschemas = true;
     let schema = settings.into_generator().into_root_schema_for::<T>();
-    let mut object = match schema.to_value() {
+    let mut root = schema.to_value();
+    no_boolean_subschemas(&mut root);
+    let mut object = match root {
         Value::Object(object) => object,
         _ => Map::new(),
     };
@@ -221,6 +223,41 @@ fn object_schema<T: JsonSchema>() -> JsonObject {
             .or_insert_with(|| Value::Object(Map::new()));
     }
     object
+}
+
+/// Rewrites `true` subschemas (schemars' "any JSON value") as `{}`, which means the same:
+/// some clients' schema readers (the TypeScript SDK's) accept only object subschemas.
+fn no_boolean_subschemas(value: &mut Value) {
+    let Value::Object(schema) = value else { return };
+    for (key, child) in schema.iter_mut() {
+        match key.as_str() {
+            "properties" | "$defs" | "definitions" | "patternProperties" => {
+                if let Value::Object(members) = child {
+                    for member in members.values_mut() {
+                        as_object_schema(member);
+                    }
+                }
+            }
+            "items" | "additionalItems" | "not" | "if" | "then" | "else" | "contains" => {
+                as_object_schema(child);
+            }
+            "anyOf" | "oneOf" | "allOf" | "prefixItems" => {
+                if let Value::Array(options) = child {
+                    for option in options {
+                        as_object_schema(option);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn as_object_schema(value: &mut Value) {
+    if *value == Value::Bool(true) {
+        *value = Value::Object(Map::new());
+    }
+    no_boolean_subschemas(value);
 }
 
 /// All tools, in the order their domains list them (the order `tools/list` reports).
@@ -489,6 +526,28 @@ fn schema_type(schema: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_value_subschemas_are_written_as_objects() {
+        #[derive(serde::Serialize, schemars::JsonSchema)]
+        struct Out {
+            value: Value,
+            many: Vec<Value>,
+            maybe: Option<Value>,
+        }
+        let schema = Value::Object(object_schema::<Out>());
+        fn has_true(value: &Value) -> bool {
+            match value {
+                Value::Object(map) => map.iter().any(|(k, v)| {
+                    (k != "additionalProperties" && *v == Value::Bool(true)) || has_true(v)
+                }),
+                Value::Array(items) => items.iter().any(|v| *v == Value::Bool(true) || has_true(v)),
+                _ => false,
+            }
+        }
+        assert!(!has_true(&schema), "{schema}");
+        assert!(schema["properties"]["value"].is_object());
+    }
 
     #[test]
     fn tool_names_follow_the_mcp_rule() {

@@ -153,6 +153,8 @@ async fn a_run_completes_with_progress_timings_and_the_image_inline() {
 #[tokio::test]
 async fn the_session_workflow_runs_and_a_runtime_failure_is_reported() {
     let fake = FakeComfy::start().await;
+    // Replayed without pauses: the events arrive as fast as the server can take them.
+    fake.set_pace(Duration::ZERO);
     let scratch = Scratch::new();
     let mut agent = agent(&scratch, &fake).await;
     ok(&agent

@@ -148,6 +148,8 @@ struct Inner {
     /// Text messages clients sent on their sockets (`feature_flags`).
     from_clients: Vec<Value>,
     next_run: Option<RecordedRun>,
+    /// The pause between replayed frames (2 ms unless a test or bench sets it).
+    pace: Option<Duration>,
     /// Drop the socket after this many frames of the next run.
     drop_after: Option<usize>,
     /// Queued prompts in run order (their `pending` items list them for `GET /queue`).
@@ -233,6 +235,10 @@ impl FakeComfy {
             .fallback(handle)
             .with_state(self.shared.clone());
         let signal = stop.clone();
+        // As ComfyUI's server does: small answers go out at once, not after Nagle's delay.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { signal.cancelled().await })
@@ -282,6 +288,12 @@ impl FakeComfy {
     pub async fn restart(&mut self) {
         let listener = TcpListener::bind(self.addr).await.expect("rebind");
         self.serve(listener);
+    }
+
+    /// The pause between replayed frames; zero replays a run as fast as it can, so what a
+    /// client measures is its own work.
+    pub fn set_pace(&self, pace: Duration) {
+        self.shared.lock().pace = Some(pace);
     }
 
     /// The run the next queued prompt replays (by default [`RecordedRun::Basic`]).
@@ -775,9 +787,12 @@ async fn replay(shared: Shared, job: Job, interrupt: CancellationToken) {
             let _ = socket.send(ToSocket::Drop);
         }
         send(&shared, client_id, frame);
-        tokio::select! {
-            () = interrupt.cancelled() => {}
-            () = tokio::time::sleep(Duration::from_millis(2)) => {}
+        let pace = shared.lock().pace.unwrap_or(Duration::from_millis(2));
+        if !pace.is_zero() {
+            tokio::select! {
+                () = interrupt.cancelled() => {}
+                () = tokio::time::sleep(pace) => {}
+            }
         }
     }
     if !interrupted && !recorded && job.run == RecordedRun::Long {
