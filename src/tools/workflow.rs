@@ -377,15 +377,24 @@ fn summary(workflow: &Workflow, connections: &[Connection]) -> String {
     }
     if !connections.is_empty() {
         text.push_str("\nData flow:");
-        for c in connections {
+        for c in connections.iter().take(SUMMARY_FLOW_LINES) {
             text.push_str(&format!(
                 "\n  {} [{}] output {} -> {} [{}].{}",
                 c.from_class, c.from_node, c.from_output, c.to_class, c.to_node, c.to_input
             ));
         }
+        if connections.len() > SUMMARY_FLOW_LINES {
+            text.push_str(&format!(
+                "\n  … and {} more (all are listed in connections)",
+                connections.len() - SUMMARY_FLOW_LINES
+            ));
+        }
     }
     text
 }
+
+/// How many connections the summary's data flow lists; `connections` has them all.
+const SUMMARY_FLOW_LINES: usize = 60;
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct NodeSummary {

@@ -234,10 +234,11 @@ impl Node {
 /// Orders node ids as people read them: numbers numerically (`2` before `10`), then the rest
 /// (`12:3` after `12`) by text.
 pub fn compare_ids(a: &str, b: &str) -> Ordering {
-    let key = |id: &str| -> (u64, String) {
+    // Called for every comparison of a sort: no allocation.
+    fn key(id: &str) -> (u64, &str) {
         let (head, tail) = id.split_once(':').unwrap_or((id, ""));
-        (head.parse::<u64>().unwrap_or(u64::MAX), tail.to_string())
-    };
+        (head.parse::<u64>().unwrap_or(u64::MAX), tail)
+    }
     key(a).cmp(&key(b)).then_with(|| a.cmp(b))
 }
 

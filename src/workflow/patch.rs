@@ -739,7 +739,8 @@ pub fn diff(base: &Value, current: &Value) -> Vec<PatchOp> {
 }
 
 fn diff_into(a: &Value, b: &Value, path: &mut String, ops: &mut Vec<PatchOp>) {
-    if a == b {
+    // Objects compare member by member below; comparing them whole first would walk them twice.
+    if !(a.is_object() && b.is_object()) && a == b {
         return;
     }
     match (a, b) {
