@@ -739,32 +739,59 @@ pub fn diff(base: &Value, current: &Value) -> Vec<PatchOp> {
 }
 
 fn diff_into(a: &Value, b: &Value, path: &mut String, ops: &mut Vec<PatchOp>) {
-    // Objects compare member by member below; comparing them whole first would walk them twice.
-    if !(a.is_object() && b.is_object()) && a == b {
+    // A whole-value comparison stops at the first difference, so it is cheap either way.
+    if a == b {
         return;
     }
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
+            // Both maps iterate in key order: walk them side by side, with no lookups. Removals
+            // come before additions, as the ops must apply in order.
             let len = path.len();
-            for (key, va) in x {
-                let vb = y.get(key);
-                // Most of a workflow is unchanged: skip equal members before building a path.
-                if vb == Some(va) {
-                    continue;
+            let mut added = Vec::new();
+            let mut left = x.iter().peekable();
+            let mut right = y.iter().peekable();
+            loop {
+                match (left.peek(), right.peek()) {
+                    (Some((ka, va)), Some((kb, vb))) => match ka.cmp(kb) {
+                        std::cmp::Ordering::Equal => {
+                            // Most of a workflow is unchanged: no path is built for those.
+                            if va != vb {
+                                push_token(path, ka);
+                                diff_into(va, vb, path, ops);
+                                path.truncate(len);
+                            }
+                            left.next();
+                            right.next();
+                        }
+                        std::cmp::Ordering::Less => {
+                            push_token(path, ka);
+                            ops.push(PatchOp::remove(path.clone()));
+                            path.truncate(len);
+                            left.next();
+                        }
+                        std::cmp::Ordering::Greater => {
+                            added.push((*kb, *vb));
+                            right.next();
+                        }
+                    },
+                    (Some((ka, _)), None) => {
+                        push_token(path, ka);
+                        ops.push(PatchOp::remove(path.clone()));
+                        path.truncate(len);
+                        left.next();
+                    }
+                    (None, Some((kb, vb))) => {
+                        added.push((*kb, *vb));
+                        right.next();
+                    }
+                    (None, None) => break,
                 }
-                push_token(path, key);
-                match vb {
-                    Some(vb) => diff_into(va, vb, path, ops),
-                    None => ops.push(PatchOp::remove(path.clone())),
-                }
-                path.truncate(len);
             }
-            for (key, vb) in y {
-                if !x.contains_key(key) {
-                    push_token(path, key);
-                    ops.push(PatchOp::add(path.clone(), vb.clone()));
-                    path.truncate(len);
-                }
+            for (key, value) in added {
+                push_token(path, key);
+                ops.push(PatchOp::add(path.clone(), value.clone()));
+                path.truncate(len);
             }
         }
         (Value::Array(x), Value::Array(y)) if x.iter().chain(y).any(is_container) => {
