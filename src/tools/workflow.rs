@@ -275,7 +275,7 @@ pub struct EditableField {
     pub value: Value,
     /// `str`, `int`, `float`, `bool`, `list`, `dict` or `NoneType`.
     #[serde(rename = "type")]
-    pub type_name: String,
+    pub type_name: &'static str,
 }
 
 fn editable_fields(workflow: &Workflow) -> Vec<EditableField> {
@@ -291,7 +291,7 @@ fn editable_fields(workflow: &Workflow) -> Vec<EditableField> {
                         class_type: node.class_type.clone(),
                         field: name.clone(),
                         value: value.clone(),
-                        type_name: type_name(value).to_string(),
+                        type_name: type_name(value),
                     }),
                     Input::Link(_) => None,
                 })
@@ -333,8 +333,15 @@ fn connections(workflow: &Workflow) -> Vec<Connection> {
 
 /// The stage a class belongs to in the summary, by the words in its name.
 fn stage(class: &str) -> &'static str {
-    let lower = class.to_lowercase();
-    let has = |words: &[&str]| words.iter().any(|w| lower.contains(w));
+    // Class names are ASCII in practice; compare without allocating a lower-case copy.
+    let has = |words: &[&str]| {
+        words.iter().any(|word| {
+            class
+                .as_bytes()
+                .windows(word.len())
+                .any(|window| window.eq_ignore_ascii_case(word.as_bytes()))
+        })
+    };
     if has(&["save", "preview", "output", "combine", "video"]) {
         "Output"
     } else if has(&["sample", "sampler", "denoise"]) {
