@@ -236,11 +236,11 @@ async fn with_workflow<T>(
     f(state)
 }
 
-fn start_editing(cx: &ToolContext, loaded: &Loaded, source: Source) -> EditState {
+fn start_editing(cx: &ToolContext, loaded: Loaded, source: Source) -> EditState {
     EditState::new(
         source,
         loaded.format,
-        loaded.workflow.to_api(),
+        loaded.workflow.into_api(),
         cx.app.config().sessions.undo_limit,
     )
 }
@@ -456,10 +456,7 @@ async fn load_workflow(cx: ToolContext, params: LoadParams) -> Result<LoadReport
             "Pass path (a workflow file) or workflow (the JSON itself).",
         ));
     };
-    let (loaded, source) = load_given(&cx, what).await?;
-    let session = cx.workspace(params.session.as_deref());
-    let state = start_editing(&cx, &loaded, source.clone());
-    *session.workflow.lock().await = Some(state);
+    let (mut loaded, source) = load_given(&cx, what).await?;
     let connections = connections(&loaded.workflow);
     let fields = editable_fields(&loaded.workflow);
     let nodes = loaded
@@ -477,7 +474,7 @@ async fn load_workflow(cx: ToolContext, params: LoadParams) -> Result<LoadReport
             )
         })
         .collect();
-    Ok(LoadReport {
+    let report = LoadReport {
         file: match &source {
             Source::Path(path) => path.display().to_string(),
             other => other.to_string(),
@@ -490,9 +487,13 @@ async fn load_workflow(cx: ToolContext, params: LoadParams) -> Result<LoadReport
         nodes,
         connections,
         editable_fields: fields,
-        conversion_notes: loaded.notes,
+        conversion_notes: std::mem::take(&mut loaded.notes),
         loaded_into_session: true,
-    })
+    };
+    // The workflow itself moves into the session: no copy.
+    let session = cx.workspace(params.session.as_deref());
+    *session.workflow.lock().await = Some(start_editing(&cx, loaded, source));
+    Ok(report)
 }
 
 /// A workflow for a tool that reads one: a file, inline JSON, or (neither) the session's.
@@ -687,7 +688,7 @@ async fn apply_workflow_patch(
     let session = cx.workspace(params.session.as_deref());
     if let Some(what) = given(params.path, params.workflow)? {
         let (loaded, source) = load_given(&cx, what).await?;
-        let state = start_editing(&cx, &loaded, source);
+        let state = start_editing(&cx, loaded, source);
         *session.workflow.lock().await = Some(state);
     }
     with_workflow(&session, |state| {

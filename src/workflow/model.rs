@@ -203,6 +203,39 @@ impl Node {
         })
     }
 
+    /// Like [`Self::to_value`], consuming the node.
+    pub fn into_value(self) -> Value {
+        let mut object = Map::new();
+        let inputs: Map<String, Value> = self
+            .inputs
+            .into_iter()
+            .map(|(name, input)| {
+                let value = match input {
+                    Input::Link(link) => {
+                        Value::Array(vec![Value::String(link.node), Value::from(link.output)])
+                    }
+                    Input::Value(value) => value,
+                };
+                (name, value)
+            })
+            .collect();
+        object.insert("inputs".into(), Value::Object(inputs));
+        object.insert("class_type".into(), Value::String(self.class_type));
+        let mut extra = self.extra;
+        let mut meta = match extra.remove("_meta") {
+            Some(Value::Object(meta)) => meta,
+            _ => Map::new(),
+        };
+        if let Some(title) = self.title {
+            meta.insert("title".into(), Value::String(title));
+        }
+        object.extend(extra);
+        if !meta.is_empty() {
+            object.insert("_meta".into(), Value::Object(meta));
+        }
+        Value::Object(object)
+    }
+
     pub fn to_value(&self) -> Value {
         let mut object = Map::new();
         let inputs: Map<String, Value> = self
@@ -264,6 +297,18 @@ impl Workflow {
             object.insert(id.clone(), node.to_value());
         }
         Value::Object(object)
+    }
+
+    /// Like [`Self::to_api`], consuming the workflow, so nothing is copied.
+    pub fn into_api(self) -> Value {
+        let mut nodes: Vec<(NodeId, Node)> = self.nodes.into_iter().collect();
+        nodes.sort_by(|(a, _), (b, _)| compare_ids(a, b));
+        Value::Object(
+            nodes
+                .into_iter()
+                .map(|(id, node)| (id, node.into_value()))
+                .collect(),
+        )
     }
 
     /// Nodes in reading order (see [`compare_ids`]).
@@ -332,6 +377,17 @@ mod tests {
         let order: Vec<&String> = workflow.ordered().into_iter().map(|(id, _)| id).collect();
         assert_eq!(order, ["2", "8", "10"]);
         assert_eq!(Workflow::from_api(&back).expect("again"), workflow);
+    }
+
+    #[test]
+    fn into_api_matches_to_api() {
+        let doc = json!({
+            "10": {"class_type": "SaveImage", "inputs": {"images": [8, 0.0], "filename_prefix": "x"},
+                    "_meta": {"title": "Save", "color": "red"}, "is_changed": ["a"]},
+            "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0]}}
+        });
+        let workflow = Workflow::from_api(&doc).expect("parses");
+        assert_eq!(workflow.clone().into_api(), workflow.to_api());
     }
 
     #[test]
