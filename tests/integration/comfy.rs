@@ -10,37 +10,7 @@ use rmcp::transport::StreamableHttpClientTransport;
 use serde_json::{Value, json};
 
 use crate::support::fake_comfy::{FakeComfy, Fault};
-use crate::support::{HttpServer, RawStdio, Scratch, http_client};
-
-/// The text of a tool result.
-fn text(result: &Value) -> String {
-    result["content"]
-        .as_array()
-        .map(|blocks| {
-            blocks
-                .iter()
-                .filter_map(|b| b["text"].as_str())
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_default()
-}
-
-fn is_error(result: &Value) -> bool {
-    result["isError"] == true
-}
-
-/// A successful result's structured content.
-fn ok(result: &Value) -> &Value {
-    assert!(!is_error(result), "expected success: {}", text(result));
-    &result["structuredContent"]
-}
-
-/// A failed result's text.
-fn failed(result: &Value) -> String {
-    assert!(is_error(result), "expected a tool error: {result}");
-    text(result)
-}
+use crate::support::{HttpServer, RawStdio, Scratch, failed, http_client, ok};
 
 async fn agent_for(fake: &FakeComfy, scratch: &Scratch, extra: &[(&str, &str)]) -> RawStdio {
     let url = fake.url();

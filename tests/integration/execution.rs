@@ -6,34 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::fake_comfy::{FakeComfy, RecordedRun, tiny_png};
-use crate::support::{RawStdio, Scratch};
-
-fn text(result: &Value) -> String {
-    result["content"]
-        .as_array()
-        .map(|blocks| {
-            blocks
-                .iter()
-                .filter_map(|b| b["text"].as_str())
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_default()
-}
-
-fn ok(result: &Value) -> &Value {
-    assert!(
-        result["isError"] != true,
-        "expected success: {}",
-        text(result)
-    );
-    &result["structuredContent"]
-}
-
-fn failed(result: &Value) -> String {
-    assert!(result["isError"] == true, "expected a tool error: {result}");
-    text(result)
-}
+use crate::support::{RawStdio, Scratch, failed, ok};
 
 async fn agent(scratch: &Scratch, fake: &FakeComfy) -> RawStdio {
     let url = fake.url();

@@ -7,34 +7,7 @@ use rmcp::transport::StreamableHttpClientTransport;
 use serde_json::{Value, json};
 
 use crate::support::fake_comfy::FakeComfy;
-use crate::support::{HttpServer, RawStdio, Scratch};
-
-fn text(result: &Value) -> String {
-    result["content"]
-        .as_array()
-        .map(|blocks| {
-            blocks
-                .iter()
-                .filter_map(|b| b["text"].as_str())
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_default()
-}
-
-fn ok(result: &Value) -> &Value {
-    assert!(
-        result["isError"] != true,
-        "expected success: {}",
-        text(result)
-    );
-    &result["structuredContent"]
-}
-
-fn failed(result: &Value) -> String {
-    assert!(result["isError"] == true, "expected a tool error: {result}");
-    text(result)
-}
+use crate::support::{HttpServer, RawStdio, Scratch, failed, ok};
 
 async fn agent(scratch: &Scratch, fake: &FakeComfy) -> RawStdio {
     let url = fake.url();

@@ -316,3 +316,33 @@ pub async fn terminate_and_wait(child: &mut Child) -> std::process::ExitStatus {
         .expect("exits within the grace period")
         .expect("wait")
 }
+
+/// The text blocks of a raw `tools/call` result, joined.
+pub fn result_text(result: &Value) -> String {
+    result["content"]
+        .as_array()
+        .map(|blocks| {
+            blocks
+                .iter()
+                .filter_map(|b| b["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+/// A successful raw result's structured content (panics with the error text otherwise).
+pub fn ok(result: &Value) -> &Value {
+    assert!(
+        result["isError"] != true,
+        "expected success: {}",
+        result_text(result)
+    );
+    &result["structuredContent"]
+}
+
+/// A failed raw result's text (panics if the call succeeded).
+pub fn failed(result: &Value) -> String {
+    assert!(result["isError"] == true, "expected a tool error: {result}");
+    result_text(result)
+}
