@@ -10,7 +10,6 @@
 //! `cargo bench --bench comfy-client`; it prints median, p99 and max per figure and exits
 //! non-zero when a median misses its target.
 
-use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -23,54 +22,16 @@ use comfyui_agent::comfy::nodes::NodeIndex;
 use comfyui_agent::config::Config;
 use comfyui_agent::mcp::ToolContext;
 use serde_json::{Value, json};
+
+#[path = "support/figure.rs"]
+mod figure;
+use figure::{Figure, measure};
 use url::Url;
 
 const OBJECT_INFO: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/comfyui-0.3.64/object_info.json"
 );
-
-struct Figure {
-    name: &'static str,
-    target: Duration,
-    samples: Vec<Duration>,
-}
-
-impl Figure {
-    fn quantile(&self, q: f64) -> Duration {
-        let mut sorted = self.samples.clone();
-        sorted.sort_unstable();
-        let at = ((sorted.len() - 1) as f64 * q).round() as usize;
-        sorted[at]
-    }
-
-    /// One line of the report; whether the median met the target.
-    fn report(&self, out: &mut impl Write) -> bool {
-        let median = self.quantile(0.5);
-        let ok = median < self.target;
-        let _ = writeln!(
-            out,
-            "{:<44} median {:>10.1?}  p99 {:>10.1?}  max {:>10.1?}  target < {:?}  {}",
-            self.name,
-            median,
-            self.quantile(0.99),
-            self.quantile(1.0),
-            self.target,
-            if ok { "ok" } else { "MISSED" }
-        );
-        ok
-    }
-}
-
-fn measure<F: FnMut()>(iterations: usize, mut f: F) -> Vec<Duration> {
-    (0..iterations)
-        .map(|_| {
-            let started = Instant::now();
-            f();
-            started.elapsed()
-        })
-        .collect()
-}
 
 async fn measure_async<F, Fut>(iterations: usize, mut f: F) -> Vec<Duration>
 where
@@ -128,8 +89,9 @@ fn main() -> ExitCode {
     // Warm the allocator and caches once, then measure.
     let nodes = NodeIndex::parse(body).expect("parses").len();
     figures.push(Figure {
-        name: "parse + index object_info (496 nodes)",
+        name: "parse + index object_info (496 nodes)".into(),
         target: Duration::from_millis(5),
+        tail: false,
         samples: measure(50, || {
             std::hint::black_box(NodeIndex::parse(body).expect("parses"));
         }),
@@ -146,8 +108,9 @@ fn main() -> ExitCode {
             .await
             .expect("fills the cache");
         figures.push(Figure {
-            name: "get_all_nodes (cached, names_only, all)",
+            name: "get_all_nodes (cached, names_only, all)".into(),
             target: Duration::from_micros(200),
+            tail: false,
             samples: measure_async(2000, || async {
                 call(&app, "get_all_nodes", json!({"format": "names_only"}))
                     .await
@@ -156,8 +119,9 @@ fn main() -> ExitCode {
             .await,
         });
         figures.push(Figure {
-            name: "get_all_nodes (cached, category filter)",
+            name: "get_all_nodes (cached, category filter)".into(),
             target: Duration::from_micros(200),
+            tail: false,
             samples: measure_async(2000, || async {
                 call(
                     &app,
@@ -170,8 +134,9 @@ fn main() -> ExitCode {
             .await,
         });
         figures.push(Figure {
-            name: "get_node_info KSampler (cached)",
+            name: "get_node_info KSampler (cached)".into(),
             target: Duration::from_micros(200),
+            tail: false,
             samples: measure_async(2000, || async {
                 call(&app, "get_node_info", json!({"node_type": "KSampler"}))
                     .await
@@ -194,8 +159,9 @@ fn main() -> ExitCode {
             .await
             .expect_err("ComfyUI is down");
         figures.push(Figure {
-            name: "get_queue_status with the breaker open",
+            name: "get_queue_status with the breaker open".into(),
             target: Duration::from_millis(10),
+            tail: false,
             samples: measure_async(2000, || async {
                 let error = call(&down, "get_queue_status", json!({}))
                     .await
@@ -206,12 +172,5 @@ fn main() -> ExitCode {
         });
     });
 
-    let mut out = std::io::stdout().lock();
-    let met: Vec<bool> = figures.iter().map(|f| f.report(&mut out)).collect();
-    let all_ok = met.iter().all(|ok| *ok);
-    if all_ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    figure::finish(&figures)
 }

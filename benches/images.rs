@@ -12,53 +12,15 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use comfyui_agent::images::{ImageBudget, fit};
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{DynamicImage, Rgb, RgbImage};
 
-struct Figure {
-    name: String,
-    target: Duration,
-    samples: Vec<Duration>,
-}
-
-impl Figure {
-    fn quantile(&self, q: f64) -> Duration {
-        let mut sorted = self.samples.clone();
-        sorted.sort_unstable();
-        let at = ((sorted.len() - 1) as f64 * q).round() as usize;
-        sorted[at]
-    }
-
-    /// One line of the report; whether the median met the target.
-    fn report(&self, out: &mut impl Write) -> bool {
-        let median = self.quantile(0.5);
-        let ok = median < self.target;
-        let _ = writeln!(
-            out,
-            "{:<58} median {:>10.1?}  p99 {:>10.1?}  max {:>10.1?}  target < {:?}  {}",
-            self.name,
-            median,
-            self.quantile(0.99),
-            self.quantile(1.0),
-            self.target,
-            if ok { "ok" } else { "MISSED" }
-        );
-        ok
-    }
-}
-
-fn measure<F: FnMut()>(iterations: usize, mut f: F) -> Vec<Duration> {
-    (0..iterations)
-        .map(|_| {
-            let started = Instant::now();
-            f();
-            started.elapsed()
-        })
-        .collect()
-}
+#[path = "support/figure.rs"]
+mod figure;
+use figure::{Figure, measure};
 
 /// Gradients plus xorshift noise of `noise` (a bit mask): a PNG that does not compress to
 /// nothing.
@@ -92,7 +54,6 @@ fn main() -> ExitCode {
     }
     let budget = ImageBudget::default();
     let mut figures = Vec::new();
-    let mut out = std::io::stdout().lock();
 
     for (side, iterations, target) in [
         (2048, 30, Duration::from_millis(60)),
@@ -104,7 +65,7 @@ fn main() -> ExitCode {
         assert!(fitted.bytes.len() <= budget.max_bytes);
         assert!(fitted.width.max(fitted.height) <= budget.max_side);
         let _ = writeln!(
-            out,
+            std::io::stdout().lock(),
             "{side}x{side} PNG of {} KB -> {}x{} {} of {} KB",
             png.len() / 1024,
             fitted.width,
@@ -115,6 +76,7 @@ fn main() -> ExitCode {
         figures.push(Figure {
             name: format!("fit {side}x{side} PNG to 768 px / 300 KB"),
             target,
+            tail: false,
             samples: measure(iterations, || {
                 std::hint::black_box(fit(&png, &budget).expect("fits"));
             }),
@@ -127,16 +89,12 @@ fn main() -> ExitCode {
     figures.push(Figure {
         name: "fit 512x512 PNG within budget (checked, passed through)".to_string(),
         target: Duration::from_millis(15),
+        tail: false,
         samples: measure(50, || {
             let fitted = fit(&small, &budget).expect("fits");
             assert_eq!(fitted.bytes.len(), small.len());
         }),
     });
 
-    let met: Vec<bool> = figures.iter().map(|f| f.report(&mut out)).collect();
-    if met.iter().all(|ok| *ok) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    figure::finish(&figures)
 }

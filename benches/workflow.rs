@@ -9,7 +9,6 @@
 //! non-zero when one misses its target (the save figure is judged on p99, the rest on the
 //! median).
 
-use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -22,53 +21,13 @@ use comfyui_agent::workflow::load::LoadedFormat;
 use comfyui_agent::workflow::model::Workflow;
 use comfyui_agent::workflow::patch::PatchOp;
 use comfyui_agent::workflow::validate;
+
+#[path = "support/figure.rs"]
+mod figure;
+use figure::{Figure, measure};
 use serde_json::{Map, Value, json};
 
 const OBJECT_INFO: &[u8] = include_bytes!("../tests/fixtures/comfyui-0.3.64/object_info.json");
-
-struct Figure {
-    name: &'static str,
-    target: Duration,
-    /// Judge on p99 rather than the median.
-    tail: bool,
-    samples: Vec<Duration>,
-}
-
-impl Figure {
-    fn quantile(&self, q: f64) -> Duration {
-        let mut sorted = self.samples.clone();
-        sorted.sort_unstable();
-        let at = ((sorted.len() - 1) as f64 * q).round() as usize;
-        sorted[at]
-    }
-
-    fn report(&self, out: &mut impl Write) -> bool {
-        let judged = self.quantile(if self.tail { 0.99 } else { 0.5 });
-        let ok = judged < self.target;
-        let _ = writeln!(
-            out,
-            "{:<40} median {:>10.1?}  p99 {:>10.1?}  max {:>10.1?}  target {} < {:?}  {}",
-            self.name,
-            self.quantile(0.5),
-            self.quantile(0.99),
-            self.quantile(1.0),
-            if self.tail { "p99" } else { "median" },
-            self.target,
-            if ok { "ok" } else { "MISSED" }
-        );
-        ok
-    }
-}
-
-fn measure(iterations: usize, mut f: impl FnMut()) -> Vec<Duration> {
-    (0..iterations)
-        .map(|_| {
-            let started = Instant::now();
-            f();
-            started.elapsed()
-        })
-        .collect()
-}
 
 /// A valid 500-node image-processing chain: a source, 498 filters, a save.
 fn big_workflow() -> Value {
@@ -149,7 +108,7 @@ fn main() -> ExitCode {
             samples.push(started.elapsed());
         }
         figures.push(Figure {
-            name: "load_workflow + summary (500 nodes)",
+            name: "load_workflow + summary (500 nodes)".into(),
             target: Duration::from_millis(2),
             tail: false,
             samples,
@@ -157,7 +116,7 @@ fn main() -> ExitCode {
     });
 
     figures.push(Figure {
-        name: "validate (500 nodes, 496-node registry)",
+        name: "validate (500 nodes, 496-node registry)".into(),
         target: Duration::from_millis(1),
         tail: false,
         samples: measure(500, || {
@@ -168,7 +127,7 @@ fn main() -> ExitCode {
     let mut state = EditState::new(Source::Inline, LoadedFormat::Api, doc.clone(), 50);
     let ops = ten_ops();
     figures.push(Figure {
-        name: "apply a 10-op patch + undo (500 nodes)",
+        name: "apply a 10-op patch + undo (500 nodes)".into(),
         target: Duration::from_micros(100),
         tail: false,
         samples: measure(1000, || {
@@ -180,7 +139,7 @@ fn main() -> ExitCode {
 
     let target = data.path().join("bench_api.json");
     figures.push(Figure {
-        name: "save (pretty JSON, atomic, fsynced)",
+        name: "save (pretty JSON, atomic, fsynced)".into(),
         target: Duration::from_millis(20),
         tail: true,
         samples: measure(200, || {
@@ -190,11 +149,5 @@ fn main() -> ExitCode {
         }),
     });
 
-    let mut out = std::io::stdout().lock();
-    let met: Vec<bool> = figures.iter().map(|f| f.report(&mut out)).collect();
-    if met.iter().all(|ok| *ok) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    figure::finish(&figures)
 }
