@@ -10,16 +10,7 @@ use rmcp::transport::StreamableHttpClientTransport;
 use serde_json::{Value, json};
 
 use crate::support::fake_comfy::{FakeComfy, Fault};
-use crate::support::{HttpServer, RawStdio, Scratch, failed, http_client, ok};
-
-async fn agent_for(fake: &FakeComfy, scratch: &Scratch, extra: &[(&str, &str)]) -> RawStdio {
-    let url = fake.url();
-    let mut env = vec![("COMFYUI_URL", url.as_str())];
-    env.extend_from_slice(extra);
-    let mut agent = RawStdio::spawn_with(scratch, &env);
-    agent.initialize().await;
-    agent
-}
+use crate::support::{HttpServer, RawStdio, Scratch, agent_for, failed, http_client, ok};
 
 #[tokio::test]
 async fn is_comfyui_running_reports_version_and_address() {

@@ -6,22 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::fake_comfy::{FakeComfy, RecordedRun, tiny_png};
-use crate::support::{RawStdio, Scratch, failed, ok};
-
-async fn agent(scratch: &Scratch, fake: &FakeComfy) -> RawStdio {
-    let url = fake.url();
-    let mut agent = RawStdio::spawn_with(scratch, &[("COMFYUI_URL", url.as_str())]);
-    agent.initialize().await;
-    agent
-}
-
-/// EmptyImage → SaveImage, the graph of the recorded basic run.
-fn solid() -> Value {
-    json!({
-        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
-        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "solid"}}
-    })
-}
+use crate::support::{RawStdio, Scratch, agent_for, failed, ok, solid};
 
 /// Sends a call with a progress token; returns the progress messages and the result.
 async fn call_with_progress(
@@ -56,7 +41,7 @@ async fn call_with_progress(
 async fn a_run_completes_with_progress_timings_and_the_image_inline() {
     let fake = FakeComfy::start().await;
     let scratch = Scratch::new();
-    let mut agent = agent(&scratch, &fake).await;
+    let mut agent = agent_for(&fake, &scratch, &[]).await;
     let (progress, result) = call_with_progress(
         &mut agent,
         1,
@@ -129,7 +114,7 @@ async fn the_session_workflow_runs_and_a_runtime_failure_is_reported() {
     // Replayed without pauses: the events arrive as fast as the server can take them.
     fake.set_pace(Duration::ZERO);
     let scratch = Scratch::new();
-    let mut agent = agent(&scratch, &fake).await;
+    let mut agent = agent_for(&fake, &scratch, &[]).await;
     ok(&agent
         .call_tool(1, "load_workflow", json!({"workflow": solid()}))
         .await);
@@ -159,7 +144,7 @@ async fn the_session_workflow_runs_and_a_runtime_failure_is_reported() {
 async fn comfyui_refusing_the_workflow_is_explained_node_by_node() {
     let fake = FakeComfy::start().await;
     let scratch = Scratch::new();
-    let mut agent = agent(&scratch, &fake).await;
+    let mut agent = agent_for(&fake, &scratch, &[]).await;
     let errors: Value = serde_json::from_str(
         &std::fs::read_to_string(crate::support::fixture("comfyui-0.3.64/errors.json"))
             .expect("recording"),
@@ -187,7 +172,7 @@ async fn a_long_run_returns_a_handle_that_can_be_polled_and_cancelled() {
     let fake = FakeComfy::start().await;
     fake.next_run(RecordedRun::Long);
     let scratch = Scratch::new();
-    let mut agent = agent(&scratch, &fake).await;
+    let mut agent = agent_for(&fake, &scratch, &[]).await;
     let started = agent
         .call_tool(
             1,
@@ -265,7 +250,7 @@ async fn a_cancelled_call_cancels_its_prompt() {
     let fake = FakeComfy::start().await;
     fake.next_run(RecordedRun::Long);
     let scratch = Scratch::new();
-    let mut agent = agent(&scratch, &fake).await;
+    let mut agent = agent_for(&fake, &scratch, &[]).await;
     agent
         .send(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
                       "params": {"name": "execute_workflow", "arguments": {"workflow": solid(), "timeout": 600}}}))
@@ -309,7 +294,7 @@ async fn comfyui_dying_mid_run_is_reported_promptly() {
     let mut fake = FakeComfy::start().await;
     fake.next_run(RecordedRun::Long);
     let scratch = Scratch::new();
-    let mut agent = agent(&scratch, &fake).await;
+    let mut agent = agent_for(&fake, &scratch, &[]).await;
     agent
         .send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                       "params": {"name": "execute_workflow", "arguments": {"workflow": solid(), "timeout": 600}}}))
@@ -343,7 +328,7 @@ async fn comfyui_dying_mid_run_is_reported_promptly() {
 async fn upload_view_and_verify() {
     let fake = FakeComfy::start().await;
     let scratch = Scratch::new();
-    let mut agent = agent(&scratch, &fake).await;
+    let mut agent = agent_for(&fake, &scratch, &[]).await;
     let picture = scratch.allowed().join("photo.png");
     std::fs::write(&picture, tiny_png(8, 8, [200, 10, 10])).expect("write");
     let uploaded = agent
@@ -427,7 +412,7 @@ async fn upload_view_and_verify() {
 async fn output_paths_need_the_comfyui_folder_and_stay_inside_it() {
     let fake = FakeComfy::start().await;
     let scratch = Scratch::new();
-    let mut agent = agent(&scratch, &fake).await;
+    let mut agent = agent_for(&fake, &scratch, &[]).await;
     let unknown = agent
         .call_tool(1, "get_output_path", json!({"filename": "x.png"}))
         .await;
@@ -442,7 +427,7 @@ async fn output_paths_need_the_comfyui_folder_and_stay_inside_it() {
         tiny_png(2, 2, [0, 0, 0]),
     )
     .expect("write");
-    let mut agent = self::agent(&scratch, &fake).await;
+    let mut agent = agent_for(&fake, &scratch, &[]).await;
     let found = agent
         .call_tool(
             1,
@@ -478,7 +463,7 @@ async fn output_paths_need_the_comfyui_folder_and_stay_inside_it() {
 async fn multi_output_cached_and_long_progress_runs_are_reported() {
     let fake = FakeComfy::start().await;
     let scratch = Scratch::new();
-    let mut agent = agent(&scratch, &fake).await;
+    let mut agent = agent_for(&fake, &scratch, &[]).await;
 
     fake.next_run(RecordedRun::MultiOutput);
     let multi = agent
@@ -531,7 +516,7 @@ async fn a_socket_dropped_mid_run_falls_back_to_history() {
     fake.next_run(RecordedRun::Progress);
     fake.drop_socket_after(5);
     let scratch = Scratch::new();
-    let mut agent = agent(&scratch, &fake).await;
+    let mut agent = agent_for(&fake, &scratch, &[]).await;
     let result = agent
         .call_tool(1, "execute_workflow", json!({"workflow": solid()}))
         .await;
@@ -543,9 +528,9 @@ async fn a_socket_dropped_mid_run_falls_back_to_history() {
 async fn two_sessions_running_at_once_see_only_their_own_runs() {
     let fake = FakeComfy::start().await;
     let scratch = Scratch::new();
-    let mut first = agent(&scratch, &fake).await;
+    let mut first = agent_for(&fake, &scratch, &[]).await;
     let scratch_b = Scratch::new();
-    let mut second = agent(&scratch_b, &fake).await;
+    let mut second = agent_for(&fake, &scratch_b, &[]).await;
     let mut a = solid();
     a["2"]["inputs"]["filename_prefix"] = json!("first");
     let mut b = solid();

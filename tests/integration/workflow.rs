@@ -7,28 +7,13 @@ use rmcp::transport::StreamableHttpClientTransport;
 use serde_json::{Value, json};
 
 use crate::support::fake_comfy::FakeComfy;
-use crate::support::{HttpServer, RawStdio, Scratch, failed, ok};
-
-async fn agent(scratch: &Scratch, fake: &FakeComfy) -> RawStdio {
-    let url = fake.url();
-    let mut agent = RawStdio::spawn_with(scratch, &[("COMFYUI_URL", url.as_str())]);
-    agent.initialize().await;
-    agent
-}
-
-/// A small API workflow that needs no model: a solid colour saved to disk.
-fn solid() -> Value {
-    json!({
-        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
-        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "solid"}}
-    })
-}
+use crate::support::{HttpServer, RawStdio, Scratch, agent_for, failed, ok, solid};
 
 #[tokio::test]
 async fn load_edit_undo_diff_and_reset_a_workflow_file() {
     let fake = FakeComfy::start().await;
     let scratch = Scratch::new();
-    let mut agent = agent(&scratch, &fake).await;
+    let mut agent = agent_for(&fake, &scratch, &[]).await;
     let path = scratch.path("allowed/workflows/txt2img_sd15.json");
 
     let loaded = agent
@@ -138,7 +123,7 @@ async fn load_edit_undo_diff_and_reset_a_workflow_file() {
 async fn editing_before_loading_and_bad_patches_get_clear_errors() {
     let fake = FakeComfy::start().await;
     let scratch = Scratch::new();
-    let mut agent = agent(&scratch, &fake).await;
+    let mut agent = agent_for(&fake, &scratch, &[]).await;
     for (id, tool, args) in [
         (1, "get_workflow_diff", json!({})),
         (2, "undo_workflow_patch", json!({})),
@@ -222,7 +207,7 @@ async fn a_ui_only_workflow_is_converted_with_the_live_node_list() {
         .expect("fixture"),
     )
     .expect("JSON");
-    let mut agent = agent(&scratch, &fake).await;
+    let mut agent = agent_for(&fake, &scratch, &[]).await;
     let loaded = agent
         .call_tool(1, "load_workflow", json!({"workflow": ui.clone()}))
         .await;
@@ -347,7 +332,7 @@ async fn validation_agrees_with_comfyui_and_needs_it_running() {
 async fn add_and_connect_nodes_are_checked_and_undoable() {
     let fake = FakeComfy::start().await;
     let scratch = Scratch::new();
-    let mut agent = agent(&scratch, &fake).await;
+    let mut agent = agent_for(&fake, &scratch, &[]).await;
     ok(&agent
         .call_tool(1, "load_workflow", json!({"workflow": solid()}))
         .await);
@@ -400,7 +385,7 @@ async fn add_and_connect_nodes_are_checked_and_undoable() {
 async fn save_writes_atomically_inside_the_roots_and_never_over_a_ui_file() {
     let fake = FakeComfy::start().await;
     let scratch = Scratch::new();
-    let mut agent = agent(&scratch, &fake).await;
+    let mut agent = agent_for(&fake, &scratch, &[]).await;
     let source = scratch.path("allowed/workflows/txt2img_lora.json");
     ok(&agent
         .call_tool(1, "load_workflow", json!({"path": source}))
@@ -467,7 +452,7 @@ async fn save_writes_atomically_inside_the_roots_and_never_over_a_ui_file() {
 async fn templates_are_listed_with_availability_and_load_into_the_session() {
     let mut fake = FakeComfy::start().await;
     let scratch = Scratch::new();
-    let mut agent = agent(&scratch, &fake).await;
+    let mut agent = agent_for(&fake, &scratch, &[]).await;
     let list = agent
         .call_tool(1, "list_workflow_templates", json!({}))
         .await;
@@ -532,7 +517,7 @@ async fn sessions_save_restore_list_and_keep_notes_across_processes() {
     let fake = FakeComfy::start().await;
     let scratch = Scratch::new();
     {
-        let mut agent = agent(&scratch, &fake).await;
+        let mut agent = agent_for(&fake, &scratch, &[]).await;
         ok(&agent
             .call_tool(
                 1,
@@ -569,7 +554,7 @@ async fn sessions_save_restore_list_and_keep_notes_across_processes() {
         failed(&reserved);
         agent.close_and_wait().await;
     }
-    let mut agent = agent(&scratch, &fake).await;
+    let mut agent = agent_for(&fake, &scratch, &[]).await;
     let list = agent.call_tool(1, "list_sessions", json!({})).await;
     let list = ok(&list);
     assert_eq!(list["count"], 1);
@@ -622,7 +607,7 @@ async fn sessions_save_restore_list_and_keep_notes_across_processes() {
 async fn a_named_session_is_shared_by_name_and_separate_from_the_connection() {
     let fake = FakeComfy::start().await;
     let scratch = Scratch::new();
-    let mut agent = agent(&scratch, &fake).await;
+    let mut agent = agent_for(&fake, &scratch, &[]).await;
     ok(&agent
         .call_tool(
             1,

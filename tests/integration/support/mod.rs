@@ -346,3 +346,26 @@ pub fn failed(result: &Value) -> String {
     assert!(result["isError"] == true, "expected a tool error: {result}");
     result_text(result)
 }
+
+/// The binary on stdio, pointed at `fake` (plus any `extra` settings), past the handshake.
+pub async fn agent_for(
+    fake: &fake_comfy::FakeComfy,
+    scratch: &Scratch,
+    extra: &[(&str, &str)],
+) -> RawStdio {
+    let url = fake.url();
+    let mut env = vec![("COMFYUI_URL", url.as_str())];
+    env.extend_from_slice(extra);
+    let mut agent = RawStdio::spawn_with(scratch, &env);
+    agent.initialize().await;
+    agent
+}
+
+/// EmptyImage → SaveImage: a workflow that needs no model (the graph of the recorded basic
+/// run).
+pub fn solid() -> Value {
+    serde_json::json!({
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "solid"}}
+    })
+}
