@@ -124,7 +124,7 @@ async fn validate_before_execute(
     cx: ToolContext,
     params: WorkflowInput,
 ) -> Result<PreflightReport, ToolError> {
-    let (workflow, _) = resolve_workflow(&cx, params).await?;
+    let workflow = resolve_workflow(&cx, params).await?.workflow;
     let client = cx.app.comfy().client().await;
     let index = client.nodes(false).await.map_err(needs_node_list)?;
     let report = validate::validate(&workflow, &index);
@@ -284,7 +284,7 @@ async fn execute(
     auto_verify: bool,
     goal_id: Option<String>,
 ) -> Result<ExecuteReport, ToolError> {
-    let (workflow, _) = resolve_workflow(cx, input).await?;
+    let workflow = resolve_workflow(cx, input).await?.workflow;
     let client = cx.app.comfy().client().await;
     let wait = Duration::from_secs(timeout_s.clamp(1, MAX_WAIT_S));
     let run = exec::run(cx, &client, &workflow.to_api(), wait).await?;

@@ -511,20 +511,39 @@ pub struct WorkflowInput {
     pub session: Option<String>,
 }
 
-/// The workflow a tool should work on, with any conversion notes.
+/// The workflow a tool should work on: the workflow, any conversion notes, and where it came
+/// from (a path, `inline JSON`, or the session's source).
+#[derive(Debug)]
+pub struct Resolved {
+    pub workflow: Workflow,
+    pub notes: Vec<ConversionNote>,
+    pub source: String,
+}
+
 pub async fn resolve_workflow(
     cx: &ToolContext,
     input: WorkflowInput,
-) -> Result<(Workflow, Vec<ConversionNote>), ToolError> {
+) -> Result<Resolved, ToolError> {
     match given(input.path, input.workflow)? {
         Some(what) => {
-            let (loaded, _) = load_given(cx, what).await?;
-            Ok((loaded.workflow, loaded.notes))
+            let (loaded, source) = load_given(cx, what).await?;
+            Ok(Resolved {
+                workflow: loaded.workflow,
+                notes: loaded.notes,
+                source: source.to_string(),
+            })
         }
         None => {
             let session = cx.workspace(input.session.as_deref());
-            let doc = with_workflow(&session, |state| Ok(state.current().clone())).await?;
-            Ok((as_workflow(&doc)?, Vec::new()))
+            let (doc, source) = with_workflow(&session, |state| {
+                Ok((state.current().clone(), state.source.to_string()))
+            })
+            .await?;
+            Ok(Resolved {
+                workflow: as_workflow(&doc)?,
+                notes: Vec::new(),
+                source,
+            })
         }
     }
 }
@@ -550,7 +569,9 @@ async fn validate_workflow(
     cx: ToolContext,
     params: WorkflowInput,
 ) -> Result<ValidationReport, ToolError> {
-    let (workflow, notes) = resolve_workflow(&cx, params).await?;
+    let Resolved {
+        workflow, notes, ..
+    } = resolve_workflow(&cx, params).await?;
     let client = cx.app.comfy().client().await;
     let index = client.nodes(false).await.map_err(|error| {
         ToolError::rejected(
@@ -613,20 +634,19 @@ async fn get_editable_fields(
     cx: ToolContext,
     params: EditableFieldsParams,
 ) -> Result<EditableFieldsReport, ToolError> {
-    let (workflow, file) = match given(params.path, params.workflow)? {
-        Some(what) => {
-            let (loaded, source) = load_given(&cx, what).await?;
-            (loaded.workflow, source.to_string())
-        }
-        None => {
-            let session = cx.workspace(params.session.as_deref());
-            let (doc, source) = with_workflow(&session, |state| {
-                Ok((state.current().clone(), state.source.to_string()))
-            })
-            .await?;
-            (as_workflow(&doc)?, source)
-        }
-    };
+    let Resolved {
+        workflow,
+        source: file,
+        ..
+    } = resolve_workflow(
+        &cx,
+        WorkflowInput {
+            path: params.path,
+            workflow: params.workflow,
+            session: params.session,
+        },
+    )
+    .await?;
     let filter = params
         .class_filter
         .map(|f| f.trim().to_lowercase())
