@@ -148,6 +148,45 @@ impl ToolSpec {
     }
 }
 
+/// What a tool handler returns: its structured result, and the type whose schema declares it.
+/// Any serializable type is its own schema; [`Structured`] carries a result already built.
+pub trait ToolOutput: Send + 'static {
+    type Schema: JsonSchema;
+    fn into_value(self) -> serde_json::Result<Value>;
+}
+
+impl<T: Serialize + JsonSchema + Send + 'static> ToolOutput for T {
+    type Schema = T;
+    fn into_value(self) -> serde_json::Result<Value> {
+        serde_json::to_value(self)
+    }
+}
+
+/// A result already built as JSON (to skip a copy for large answers), declared by `T`'s
+/// schema. Build it from a borrowed view with the same shape as `T`; the tools' output-schema
+/// tests check that the two agree.
+#[derive(Debug)]
+pub struct Structured<T> {
+    value: Value,
+    schema: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> Structured<T> {
+    pub fn new(value: Value) -> Self {
+        Self {
+            value,
+            schema: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T: JsonSchema + 'static> ToolOutput for Structured<T> {
+    type Schema = T;
+    fn into_value(self) -> serde_json::Result<Value> {
+        Ok(self.value)
+    }
+}
+
 /// Declares a tool: `P` is its parameters (serde + schemars, `deny_unknown_fields`), `O` its
 /// structured output, `handler` the async fn that turns one into the other.
 pub fn tool<P, O, F, Fut>(
@@ -159,12 +198,12 @@ pub fn tool<P, O, F, Fut>(
 ) -> ToolSpec
 where
     P: DeserializeOwned + JsonSchema + Send + 'static,
-    O: Serialize + JsonSchema + 'static,
+    O: ToolOutput,
     F: Fn(ToolContext, P) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<O, ToolError>> + Send + 'static,
 {
     let input_schema = object_schema::<P>();
-    let output_schema = object_schema::<O>();
+    let output_schema = object_schema::<O::Schema>();
     let parameter_names = input_schema
         .get("properties")
         .and_then(Value::as_object)
@@ -195,7 +234,9 @@ where
                     }])
                 })?;
                 let output = handler(cx, params).await?;
-                serde_json::to_value(output).map_err(|e| ToolError::Internal(e.to_string()))
+                output
+                    .into_value()
+                    .map_err(|e| ToolError::Internal(e.to_string()))
             })
         }),
     }

@@ -16,13 +16,13 @@ use serde_json::{Map, Value};
 use crate::comfy::nodes::NodeIndex;
 use crate::error::ToolError;
 use crate::mcp::ToolContext;
-use crate::registry::{Hints, ToolSpec, tool};
+use crate::registry::{Hints, Structured, ToolSpec, tool};
 use crate::session::Session;
 use crate::tools::NoParams;
 use crate::workflow::convert::ConversionNote;
 use crate::workflow::edit::{EditState, Source};
 use crate::workflow::load::{self, Loaded, LoadedFormat};
-use crate::workflow::model::{Input, Workflow, compare_ids};
+use crate::workflow::model::{Input, Node, NodeId, Workflow};
 use crate::workflow::patch::{Change, PatchOp};
 use crate::workflow::templates;
 use crate::workflow::validate::{self, Problem};
@@ -267,30 +267,34 @@ fn type_name(value: &Value) -> &'static str {
     }
 }
 
+/// One widget value a client can change. Borrowed from the workflow: reports are built
+/// straight into JSON, without copying the workflow first.
 #[derive(Debug, Serialize, JsonSchema)]
-pub struct EditableField {
-    pub node_id: String,
-    pub class_type: String,
-    pub field: String,
-    pub value: Value,
+pub struct EditableField<'a> {
+    pub node_id: &'a str,
+    pub class_type: &'a str,
+    pub field: &'a str,
+    pub value: &'a Value,
     /// `str`, `int`, `float`, `bool`, `list`, `dict` or `NoneType`.
     #[serde(rename = "type")]
     pub type_name: &'static str,
 }
 
-fn editable_fields(workflow: &Workflow) -> Vec<EditableField> {
-    workflow
-        .ordered()
-        .into_iter()
-        .flat_map(|(id, node)| {
+/// Nodes in reading order, with their ids: what the report builders walk.
+type Ordered<'a> = [(&'a NodeId, &'a Node)];
+
+fn editable_fields<'a>(ordered: &Ordered<'a>) -> Vec<EditableField<'a>> {
+    ordered
+        .iter()
+        .flat_map(|&(id, node)| {
             node.inputs
                 .iter()
                 .filter_map(move |(name, input)| match input {
                     Input::Value(value) => Some(EditableField {
-                        node_id: id.clone(),
-                        class_type: node.class_type.clone(),
-                        field: name.clone(),
-                        value: value.clone(),
+                        node_id: id,
+                        class_type: &node.class_type,
+                        field: name,
+                        value,
                         type_name: type_name(value),
                     }),
                     Input::Link(_) => None,
@@ -300,34 +304,40 @@ fn editable_fields(workflow: &Workflow) -> Vec<EditableField> {
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
-pub struct Connection {
-    pub from_node: String,
-    pub from_class: String,
+pub struct Connection<'a> {
+    pub from_node: &'a str,
+    pub from_class: &'a str,
     pub from_output: usize,
-    pub to_node: String,
-    pub to_class: String,
-    pub to_input: String,
+    pub to_node: &'a str,
+    pub to_class: &'a str,
+    pub to_input: &'a str,
 }
 
-fn connections(workflow: &Workflow) -> Vec<Connection> {
+/// Every link, by target node in reading order, then by input name.
+fn connections<'a>(workflow: &'a Workflow, ordered: &Ordered<'a>) -> Vec<Connection<'a>> {
     let class = |id: &str| {
         workflow
             .nodes
             .get(id)
-            .map_or_else(|| "(missing)".to_string(), |n| n.class_type.clone())
+            .map_or("(missing)", |node| node.class_type.as_str())
     };
-    let mut list: Vec<Connection> = workflow
-        .links()
-        .map(|(to, input, link)| Connection {
-            from_node: link.node.clone(),
-            from_class: class(&link.node),
-            from_output: link.output,
-            to_node: to.clone(),
-            to_class: class(to),
-            to_input: input.to_string(),
-        })
-        .collect();
-    list.sort_by(|a, b| compare_ids(&a.to_node, &b.to_node).then(a.to_input.cmp(&b.to_input)));
+    let mut list = Vec::new();
+    for &(to, node) in ordered {
+        let first = list.len();
+        for (input, value) in &node.inputs {
+            if let Input::Link(link) = value {
+                list.push(Connection {
+                    from_node: &link.node,
+                    from_class: class(&link.node),
+                    from_output: link.output,
+                    to_node: to,
+                    to_class: &node.class_type,
+                    to_input: input,
+                });
+            }
+        }
+        list[first..].sort_unstable_by(|a, b| a.to_input.cmp(b.to_input));
+    }
     list
 }
 
@@ -357,14 +367,10 @@ fn stage(class: &str) -> &'static str {
     }
 }
 
-fn summary(workflow: &Workflow, connections: &[Connection]) -> String {
-    let mut text = format!(
-        "{} nodes, {} connections",
-        workflow.nodes.len(),
-        connections.len()
-    );
+fn summary(ordered: &Ordered<'_>, connections: &[Connection<'_>]) -> String {
+    let mut text = format!("{} nodes, {} connections", ordered.len(), connections.len());
     let mut stages: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for (id, node) in workflow.ordered() {
+    for &(id, node) in ordered {
         stages
             .entry(stage(&node.class_type))
             .or_default()
@@ -404,10 +410,10 @@ fn summary(workflow: &Workflow, connections: &[Connection]) -> String {
 const SUMMARY_FLOW_LINES: usize = 60;
 
 #[derive(Debug, Serialize, JsonSchema)]
-pub struct NodeSummary {
-    pub class_type: String,
+pub struct NodeSummary<'a> {
+    pub class_type: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
+    pub title: Option<&'a str>,
     pub input_count: usize,
 }
 
@@ -431,7 +437,7 @@ pub struct LoadParams {
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
-pub struct LoadReport {
+pub struct LoadReport<'a> {
     /// The file, or `inline`.
     pub file: String,
     pub format: LoadedFormat,
@@ -439,9 +445,9 @@ pub struct LoadReport {
     pub connection_count: usize,
     pub editable_field_count: usize,
     pub summary: String,
-    pub nodes: BTreeMap<String, NodeSummary>,
-    pub connections: Vec<Connection>,
-    pub editable_fields: Vec<EditableField>,
+    pub nodes: BTreeMap<&'a str, NodeSummary<'a>>,
+    pub connections: Vec<Connection<'a>>,
+    pub editable_fields: Vec<EditableField<'a>>,
     /// For converted UI workflows: nodes that could not be converted completely.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub conversion_notes: Vec<ConversionNote>,
@@ -449,7 +455,10 @@ pub struct LoadReport {
     pub loaded_into_session: bool,
 }
 
-async fn load_workflow(cx: ToolContext, params: LoadParams) -> Result<LoadReport, ToolError> {
+async fn load_workflow(
+    cx: ToolContext,
+    params: LoadParams,
+) -> Result<Structured<LoadReport<'static>>, ToolError> {
     let Some(what) = given(params.path, params.workflow)? else {
         return Err(ToolError::rejected(
             "No workflow was given.",
@@ -457,43 +466,60 @@ async fn load_workflow(cx: ToolContext, params: LoadParams) -> Result<LoadReport
         ));
     };
     let (mut loaded, source) = load_given(&cx, what).await?;
-    let connections = connections(&loaded.workflow);
-    let fields = editable_fields(&loaded.workflow);
-    let nodes = loaded
-        .workflow
-        .nodes
-        .iter()
-        .map(|(id, node)| {
-            (
-                id.clone(),
-                NodeSummary {
-                    class_type: node.class_type.clone(),
-                    title: node.title.clone(),
-                    input_count: node.inputs.len(),
-                },
-            )
-        })
-        .collect();
-    let report = LoadReport {
-        file: match &source {
-            Source::Path(path) => path.display().to_string(),
-            other => other.to_string(),
-        },
-        format: loaded.format,
-        node_count: loaded.workflow.nodes.len(),
-        connection_count: connections.len(),
-        editable_field_count: fields.len(),
-        summary: summary(&loaded.workflow, &connections),
-        nodes,
-        connections,
-        editable_fields: fields,
-        conversion_notes: std::mem::take(&mut loaded.notes),
-        loaded_into_session: true,
+    // The report borrows from the workflow and goes straight into JSON; the workflow then
+    // moves into the session. Nothing is copied on the way.
+    let report = {
+        let workflow = &loaded.workflow;
+        let ordered = workflow.ordered();
+        let connections = connections(workflow, &ordered);
+        let fields = editable_fields(&ordered);
+        let nodes = ordered
+            .iter()
+            .map(|&(id, node)| {
+                (
+                    id.as_str(),
+                    NodeSummary {
+                        class_type: &node.class_type,
+                        title: node.title.as_deref(),
+                        input_count: node.inputs.len(),
+                    },
+                )
+            })
+            .collect();
+        let report = LoadReport {
+            file: match &source {
+                Source::Path(path) => path.display().to_string(),
+                other => other.to_string(),
+            },
+            format: loaded.format,
+            node_count: workflow.nodes.len(),
+            connection_count: connections.len(),
+            editable_field_count: fields.len(),
+            summary: summary(&ordered, &connections),
+            nodes,
+            connections,
+            editable_fields: fields,
+            conversion_notes: std::mem::take(&mut loaded.notes),
+            loaded_into_session: true,
+        };
+        serde_json::to_value(&report).map_err(|error| ToolError::Internal(error.to_string()))?
     };
-    // The workflow itself moves into the session: no copy.
     let session = cx.workspace(params.session.as_deref());
-    *session.workflow.lock().await = Some(start_editing(&cx, loaded, source));
-    Ok(report)
+    let previous = session
+        .workflow
+        .lock()
+        .await
+        .replace(start_editing(&cx, loaded, source));
+    discard(previous);
+    Ok(Structured::new(report))
+}
+
+/// Frees a replaced workflow off the request path: a large one takes a fraction of a
+/// millisecond to free, which the caller need not wait for.
+fn discard(previous: Option<EditState>) {
+    if let Some(previous) = previous {
+        tokio::task::spawn_blocking(move || drop(previous));
+    }
 }
 
 /// A workflow for a tool that reads one: a file, inline JSON, or (neither) the session's.
@@ -624,16 +650,16 @@ pub struct EditableFieldsParams {
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
-pub struct EditableFieldsReport {
+pub struct EditableFieldsReport<'a> {
     pub file: String,
     pub total_fields: usize,
-    pub fields_by_class: BTreeMap<String, Vec<EditableField>>,
+    pub fields_by_class: BTreeMap<&'a str, Vec<EditableField<'a>>>,
 }
 
 async fn get_editable_fields(
     cx: ToolContext,
     params: EditableFieldsParams,
-) -> Result<EditableFieldsReport, ToolError> {
+) -> Result<Structured<EditableFieldsReport<'static>>, ToolError> {
     let Resolved {
         workflow,
         source: file,
@@ -651,23 +677,27 @@ async fn get_editable_fields(
         .class_filter
         .map(|f| f.trim().to_lowercase())
         .filter(|f| !f.is_empty());
-    let mut fields_by_class: BTreeMap<String, Vec<EditableField>> = BTreeMap::new();
-    for field in editable_fields(&workflow) {
+    let ordered = workflow.ordered();
+    let mut fields_by_class: BTreeMap<&str, Vec<EditableField<'_>>> = BTreeMap::new();
+    for field in editable_fields(&ordered) {
         if filter
             .as_deref()
             .is_none_or(|f| field.class_type.to_lowercase().contains(f))
         {
             fields_by_class
-                .entry(field.class_type.clone())
+                .entry(field.class_type)
                 .or_default()
                 .push(field);
         }
     }
-    Ok(EditableFieldsReport {
+    let report = EditableFieldsReport {
         file,
         total_fields: fields_by_class.values().map(Vec::len).sum(),
         fields_by_class,
-    })
+    };
+    serde_json::to_value(&report)
+        .map(Structured::new)
+        .map_err(|error| ToolError::Internal(error.to_string()))
 }
 
 // ---------------------------------------------------------------------------------------------

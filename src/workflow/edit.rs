@@ -180,7 +180,9 @@ pub struct EditState {
     pub source: Source,
     /// The format of the document it was loaded from (the state itself is API format).
     pub format: LoadedFormat,
-    base: Value,
+    /// The workflow as loaded; `None` until the first change (it is `current` until then),
+    /// so loading a workflow copies nothing.
+    base: Option<Value>,
     current: Value,
     history: VecDeque<Undo>,
     limit: usize,
@@ -192,7 +194,7 @@ impl EditState {
         Self {
             source,
             format,
-            base: workflow.clone(),
+            base: None,
             current: workflow,
             history: VecDeque::new(),
             limit: undo_limit,
@@ -211,7 +213,7 @@ impl EditState {
         Self {
             source,
             format,
-            base,
+            base: Some(base),
             current,
             history: VecDeque::new(),
             limit: undo_limit,
@@ -220,7 +222,7 @@ impl EditState {
 
     /// The workflow as it was loaded.
     pub fn base(&self) -> &Value {
-        &self.base
+        self.base.as_ref().unwrap_or(&self.current)
     }
 
     /// The workflow with every change so far.
@@ -239,6 +241,9 @@ impl EditState {
 
     /// Applies a patch atomically as one undo step; on failure nothing changes.
     pub fn apply(&mut self, ops: &[PatchOp]) -> Result<Applied, PatchError> {
+        if self.base.is_none() {
+            self.base = Some(self.current.clone());
+        }
         let patched = patch::apply_in_place(&mut self.current, ops)?;
         self.remember(patched.undo);
         Ok(Applied {
@@ -254,7 +259,7 @@ impl EditState {
         let patched = patch::apply_in_place(&mut workflow, ops)?;
         Ok(Preview {
             changes: patched.changes,
-            total_changes_from_base: patch::diff(&self.base, &workflow).len(),
+            total_changes_from_base: patch::diff(self.base(), &workflow).len(),
             workflow,
         })
     }
@@ -271,13 +276,18 @@ impl EditState {
 
     /// Back to the workflow as loaded, with an empty history.
     pub fn reset(&mut self) {
-        self.current = self.base.clone();
+        if let Some(base) = self.base.take() {
+            self.current = base;
+        }
         self.history.clear();
     }
 
     /// The changes from the loaded workflow, as RFC 6902 operations.
     pub fn diff(&self) -> Vec<PatchOp> {
-        patch::diff(&self.base, &self.current)
+        match &self.base {
+            Some(base) => patch::diff(base, &self.current),
+            None => Vec::new(),
+        }
     }
 
     pub fn changes_from_base(&self) -> usize {

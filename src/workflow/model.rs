@@ -301,10 +301,9 @@ impl Workflow {
 
     /// Like [`Self::to_api`], consuming the workflow, so nothing is copied.
     pub fn into_api(self) -> Value {
-        let mut nodes: Vec<(NodeId, Node)> = self.nodes.into_iter().collect();
-        nodes.sort_by(|(a, _), (b, _)| compare_ids(a, b));
+        // JSON objects keep their keys sorted by text, so reading order needs no sort here.
         Value::Object(
-            nodes
+            self.nodes
                 .into_iter()
                 .map(|(id, node)| (id, node.into_value()))
                 .collect(),
