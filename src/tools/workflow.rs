@@ -505,21 +505,8 @@ async fn load_workflow(
         serde_json::to_value(&report).map_err(|error| ToolError::Internal(error.to_string()))?
     };
     let session = cx.workspace(params.session.as_deref());
-    let previous = session
-        .workflow
-        .lock()
-        .await
-        .replace(start_editing(&cx, loaded, source));
-    discard(previous);
+    *session.workflow.lock().await = Some(start_editing(&cx, loaded, source));
     Ok(Structured::new(report))
-}
-
-/// Frees a replaced workflow off the request path: a large one takes a fraction of a
-/// millisecond to free, which the caller need not wait for.
-fn discard(previous: Option<EditState>) {
-    if let Some(previous) = previous {
-        tokio::task::spawn_blocking(move || drop(previous));
-    }
 }
 
 /// A workflow for a tool that reads one: a file, inline JSON, or (neither) the session's.
