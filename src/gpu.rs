@@ -405,10 +405,10 @@ pub struct GpuReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pcie: Option<Pcie>,
     /// The processes using the most VRAM, biggest first (at most 5).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub processes: Vec<GpuProcess>,
     /// Readings the driver refused (other than unsupported ones), with why.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unreadable: Vec<String>,
 }
 
@@ -1120,7 +1120,7 @@ impl GpuProbe {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn h200(index: u32) -> GpuReading {
@@ -1171,7 +1171,8 @@ mod tests {
         }
     }
 
-    fn sample() -> NvmlSample {
+    /// Two H200s, listed out of order, with processes; shared with the tool's tests.
+    pub(crate) fn sample() -> NvmlSample {
         NvmlSample {
             driver_version: Some("570.86.15".into()),
             cuda_driver_version: Some("12.8".into()),

@@ -64,3 +64,77 @@ async fn get_gpu_status(
     }
     Ok(status)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+    use url::Url;
+
+    use crate::comfy::api::SystemStats;
+    use crate::gpu::{
+        GpuReading, LocalFacts, NvmlOutcome, NvmlSample, NvmlUnavailable, assemble, profile,
+    };
+
+    /// Every shape of the answer fits the output schema clients check it against.
+    #[test]
+    fn every_answer_fits_the_declared_output_schema() {
+        let spec = super::tools().remove(0);
+        let schema = Value::Object((*spec.tool().output_schema.clone().expect("schema")).clone());
+        let validator = jsonschema::validator_for(&schema).expect("compiles");
+        let local = Url::parse("http://127.0.0.1:8188/").expect("url");
+        let stats: SystemStats = serde_json::from_str(
+            r#"{"system":{"ram_total":1000},"devices":[{"name":"cuda:0 X : y","type":"cuda",
+                "vram_total":100,"vram_free":50}]}"#,
+        )
+        .expect("stats");
+        let bare = NvmlSample {
+            gpus: vec![GpuReading::default()],
+            ..NvmlSample::default()
+        };
+        let absent = || NvmlOutcome::Failed(NvmlUnavailable::NotInstalled.into());
+        let down = crate::comfy::ComfyError::BadAnswer {
+            url: local.to_string(),
+            what: "the system check",
+            reason: "test".into(),
+        };
+        let facts = LocalFacts::default();
+        let answers = [
+            assemble(
+                &local,
+                true,
+                NvmlOutcome::Sampled(crate::gpu::tests::sample()),
+                None,
+                profile(true, facts, Some(&crate::gpu::tests::sample()), None),
+            ),
+            assemble(
+                &local,
+                true,
+                NvmlOutcome::Sampled(bare.clone()),
+                None,
+                profile(true, facts, Some(&bare), None),
+            ),
+            assemble(
+                &local,
+                true,
+                absent(),
+                Some(Ok(stats.clone())),
+                profile(true, facts, None, Some(&stats)),
+            ),
+            assemble(
+                &local,
+                true,
+                absent(),
+                Some(Err(down)),
+                profile(true, facts, None, None),
+            ),
+        ];
+        for answer in answers {
+            let value = serde_json::to_value(&answer).expect("json");
+            let problems: Vec<String> = validator
+                .iter_errors(&value)
+                .map(|e| e.to_string())
+                .collect();
+            assert!(problems.is_empty(), "{problems:?} in {value}");
+        }
+    }
+}
