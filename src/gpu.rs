@@ -955,6 +955,17 @@ pub fn gauges_of(sample: &NvmlSample) -> Vec<GpuGauges> {
 
 type Opened = Result<Arc<dyn GpuSource>, NvmlUnavailable>;
 
+/// What the sources said for one request.
+#[derive(Debug)]
+struct Readings {
+    /// The ComfyUI address asked (or that would be asked).
+    url: Url,
+    local: bool,
+    nvml: NvmlOutcome,
+    /// ComfyUI's report, when NVML gave nothing.
+    stats: Option<Result<SystemStats, ComfyError>>,
+}
+
 /// This process's GPU probe, owned by `AppState`. NVML is loaded once, on first use, on a
 /// blocking thread; the outcome (NVML, or why not) is kept for the process's life.
 #[derive(Debug)]
@@ -1053,7 +1064,33 @@ impl GpuProbe {
     /// The GPU status of the machine ComfyUI runs on: NVML when that is this machine and
     /// NVML works, otherwise ComfyUI's `/system_stats`. Never fails.
     pub async fn status(&self, comfy: &Comfy, processes: bool) -> GpuStatus {
-        let url = comfy.status().url;
+        let readings = self.read(comfy, processes).await;
+        let hardware = self
+            .remember(readings.local, &readings.nvml, readings.stats.as_ref())
+            .await;
+        assemble(
+            &readings.url,
+            readings.local,
+            readings.nvml,
+            readings.stats,
+            (*hardware).clone(),
+        )
+    }
+
+    /// The hardware profile of the machine ComfyUI runs on, detected once (again later only
+    /// while no GPU facts could be found, e.g. ComfyUI on another machine was down).
+    pub async fn hardware(&self, comfy: &Comfy) -> Arc<HardwareProfile> {
+        if let Some(known) = self.hardware.get() {
+            return Arc::clone(known);
+        }
+        let readings = self.read(comfy, false).await;
+        self.remember(readings.local, &readings.nvml, readings.stats.as_ref())
+            .await
+    }
+
+    /// NVML when ComfyUI runs on this machine; ComfyUI's report when NVML gave nothing.
+    async fn read(&self, comfy: &Comfy, processes: bool) -> Readings {
+        let mut url = comfy.status().url;
         let local = is_on_this_machine(&url);
         let nvml = if local {
             match self.sample(processes).await {
@@ -1065,33 +1102,19 @@ impl GpuProbe {
         };
         let stats = match nvml {
             NvmlOutcome::Sampled(_) => None,
-            _ => Some(comfy.client().await.system_stats().await),
-        };
-        let hardware = self.remember(local, &nvml, stats.as_ref()).await;
-        assemble(&url, local, nvml, stats, (*hardware).clone())
-    }
-
-    /// The hardware profile of the machine ComfyUI runs on, detected once (again later only
-    /// while no GPU facts could be found, e.g. ComfyUI on another machine was down).
-    pub async fn hardware(&self, comfy: &Comfy) -> Arc<HardwareProfile> {
-        if let Some(known) = self.hardware.get() {
-            return Arc::clone(known);
-        }
-        let url = comfy.status().url;
-        let local = is_on_this_machine(&url);
-        let nvml = if local {
-            match self.sample(false).await {
-                Ok(sample) => NvmlOutcome::Sampled(sample),
-                Err(problem) => NvmlOutcome::Failed(problem),
+            _ => {
+                // Without a configured address this may find ComfyUI on another usual port.
+                let client = comfy.client().await;
+                url = client.base_url().clone();
+                Some(client.system_stats().await)
             }
-        } else {
-            NvmlOutcome::NotAsked
         };
-        let stats = match nvml {
-            NvmlOutcome::Sampled(_) => None,
-            _ => Some(comfy.client().await.system_stats().await),
-        };
-        self.remember(local, &nvml, stats.as_ref()).await
+        Readings {
+            url,
+            local,
+            nvml,
+            stats,
+        }
     }
 
     /// The kept profile, or one built from these readings (kept when complete).
@@ -1480,6 +1503,48 @@ pub(crate) mod tests {
         assert_eq!(
             absent.sample(true).await,
             Err(NvmlProblem::Unavailable(NvmlUnavailable::NotInstalled))
+        );
+    }
+
+    /// A ComfyUI on this machine that isn't running (a loopback port nobody listens on).
+    fn comfy_down() -> Comfy {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let config = crate::config::Config::for_data_dir(std::env::temp_dir())
+            .with_comfyui_url(url(&format!("http://127.0.0.1:{port}/")));
+        Comfy::new(&config, None).expect("client")
+    }
+
+    #[tokio::test]
+    async fn with_nvml_here_comfyui_is_not_needed_and_the_profile_is_kept() {
+        let probe = GpuProbe::with_source(Ok(Arc::new(RecordedSource(sample()))), false);
+        let comfy = comfy_down();
+        let status = probe.status(&comfy, true).await;
+        assert_eq!(status.source, GpuSourceKind::Nvml);
+        assert!(status.comfyui_error.is_none(), "ComfyUI was not asked");
+        assert_eq!(status.gpus[0].processes.len(), 3);
+        assert_eq!(status.hardware.gpus.len(), 2);
+        let first = probe.hardware(&comfy).await;
+        let second = probe.hardware(&comfy).await;
+        assert!(Arc::ptr_eq(&first, &second), "detected once");
+        assert_eq!(first.machine, ProfiledMachine::ThisMachine);
+    }
+
+    #[tokio::test]
+    async fn an_incomplete_profile_is_detected_again() {
+        let probe = GpuProbe::with_source(Err(NvmlUnavailable::NotInstalled), false);
+        let comfy = comfy_down();
+        let status = probe.status(&comfy, true).await;
+        assert_eq!(status.source, GpuSourceKind::None);
+        assert!(status.comfyui_error.is_some());
+        let first = probe.hardware(&comfy).await;
+        assert_eq!(first.gpu_source, GpuSourceKind::None);
+        let second = probe.hardware(&comfy).await;
+        assert!(
+            !Arc::ptr_eq(&first, &second),
+            "not kept while ComfyUI is down"
         );
     }
 
