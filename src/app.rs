@@ -9,6 +9,7 @@ use crate::comfy::Comfy;
 use crate::comfy::discovery::{Host, Install, discover_install};
 use crate::config::Config;
 use crate::error::StartupError;
+use crate::gpu::{GpuProbe, HardwareProfile};
 use crate::paths::PathPolicy;
 use crate::registry::Registry;
 use crate::session::NamedSessions;
@@ -32,6 +33,8 @@ struct Shared {
     store: SessionStore,
     /// The ComfyUI client(s), shared by every session.
     comfy: Comfy,
+    /// NVML (loaded once, on first use) and the hardware profile.
+    gpu: GpuProbe,
     registry: Registry,
     /// Every running tool call, so a shutdown can wait for them.
     in_flight: TaskTracker,
@@ -64,6 +67,12 @@ impl AppState {
         if let Err(error) = spawned {
             tracing::debug!(%error, "validators will compile on first use instead");
         }
+        // Loading NVML takes from microseconds (absent) to a second (present): off the
+        // handshake's path too, so the first GPU question finds it ready.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let app = self.clone();
+            runtime.spawn(async move { app.gpu().warm_up().await });
+        }
     }
 
     /// Deletes saved sessions older than the configured age (`COMFYUI_AGENT_SESSION_MAX_AGE_DAYS`).
@@ -87,6 +96,7 @@ impl AppState {
         let comfy = Comfy::new(&config, install.as_ref())?;
         let named_sessions = NamedSessions::new(config.sessions.idle);
         let store = SessionStore::in_data_dir(&config.data_dir);
+        let gpu = GpuProbe::new(config.gpu_metrics);
         Ok(Self {
             shared: Arc::new(Shared {
                 config,
@@ -95,6 +105,7 @@ impl AppState {
                 named_sessions,
                 store,
                 comfy,
+                gpu,
                 registry,
                 in_flight: TaskTracker::new(),
                 sessions_started: AtomicU64::new(0),
@@ -126,6 +137,16 @@ impl AppState {
 
     pub fn comfy(&self) -> &Comfy {
         &self.shared.comfy
+    }
+
+    pub fn gpu(&self) -> &GpuProbe {
+        &self.shared.gpu
+    }
+
+    /// The machine ComfyUI generates on (GPU models, VRAM, compute capability, CPU cores,
+    /// RAM), detected once; for tools that size work to the hardware.
+    pub async fn hardware(&self) -> Arc<HardwareProfile> {
+        self.shared.gpu.hardware(&self.shared.comfy).await
     }
 
     pub fn registry(&self) -> &Registry {

@@ -1,5 +1,5 @@
-//! Command-line definitions, and the `tools` command's printers (the only stdout writer
-//! outside the protocol).
+//! Command-line definitions, and the `tools` and `gpu` commands' printers (the only stdout
+//! writers outside the protocol).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -38,6 +38,15 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print every tool this server offers.
     Tools(ToolsFormat),
+    /// Probe the GPUs (NVML, or ComfyUI's report) and print the result as JSON.
+    Gpu(GpuArgs),
+}
+
+#[derive(Debug, Default, Args)]
+pub struct GpuArgs {
+    /// Leave out the processes using each GPU.
+    #[arg(long)]
+    pub no_processes: bool,
 }
 
 #[derive(Debug, Default, Args)]
@@ -69,6 +78,20 @@ pub struct ToolsFormat {
     /// The tool reference in Markdown (what docs/tools.md holds).
     #[arg(long)]
     pub markdown: bool,
+}
+
+/// Writes the GPU probe's answer (what `get_gpu_status` returns) to stdout as JSON.
+pub async fn print_gpu(app: &crate::AppState, args: &GpuArgs) -> Result<(), StartupError> {
+    let status = app.gpu().status(app.comfy(), !args.no_processes).await;
+    let text = serde_json::to_string_pretty(&status).map_err(|source| StartupError::Io {
+        context: "formatting the GPU report",
+        source: source.into(),
+    })?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}").map_err(|source| StartupError::Io {
+        context: "writing the GPU report to stdout",
+        source,
+    })
 }
 
 /// Writes the tool list to stdout in the requested format.

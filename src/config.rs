@@ -35,6 +35,7 @@ pub const ENV_SESSION_MAX_AGE_DAYS: &str = "COMFYUI_AGENT_SESSION_MAX_AGE_DAYS";
 pub const ENV_IMAGE_MAX_SIDE: &str = "COMFYUI_AGENT_IMAGE_MAX_SIDE";
 pub const ENV_IMAGE_MAX_KB: &str = "COMFYUI_AGENT_IMAGE_MAX_KB";
 pub const ENV_IMAGE_MAX_INLINE: &str = "COMFYUI_AGENT_IMAGE_MAX_INLINE";
+pub const ENV_GPU_METRICS: &str = "COMFYUI_AGENT_GPU_METRICS";
 
 pub const DEFAULT_COMFYUI_URL: &str = "http://127.0.0.1:8188/";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8765";
@@ -141,6 +142,8 @@ pub struct Config {
     pub sessions: SessionConfig,
     /// How much image data results carry inline.
     pub images: ImageBudget,
+    /// Whether per-GPU metrics gauges are offered (off by default: each scrape reads NVML).
+    pub gpu_metrics: bool,
 }
 
 /// How sessions keep state: undo depth, in-memory lifetime, and how long saved sessions last.
@@ -249,6 +252,7 @@ impl Config {
         let extra_roots = extra_roots(env)?;
         let sessions = session_config(env)?;
         let images = image_budget(env)?;
+        let gpu_metrics = switch(env, ENV_GPU_METRICS, false)?;
         // HTTP settings are checked only when serving HTTP; stdio needs just the size limit.
         let http = match serve {
             Some(args) => {
@@ -271,6 +275,7 @@ impl Config {
             http,
             sessions,
             images,
+            gpu_metrics,
         })
     }
 
@@ -293,6 +298,7 @@ impl Config {
             http: HttpConfig::default(),
             sessions: SessionConfig::default(),
             images: ImageBudget::default(),
+            gpu_metrics: false,
         }
     }
 }
@@ -505,6 +511,23 @@ fn bounded(
                 fix,
             )
         })
+}
+
+/// An on/off setting: `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`, any case.
+fn switch(env: &Env, setting: &'static str, default: bool) -> Result<bool, ConfigError> {
+    let Some(raw) = env.get(setting) else {
+        return Ok(default);
+    };
+    match raw.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::new(
+            setting,
+            raw,
+            "which is neither on nor off",
+            "Use 1 to turn it on or 0 to turn it off.",
+        )),
+    }
 }
 
 fn session_config(env: &Env) -> Result<SessionConfig, ConfigError> {
@@ -962,6 +985,26 @@ mod tests {
         )
         .expect_err("origin");
         assert_eq!(error.setting, "COMFYUI_AGENT_ALLOWED_ORIGINS");
+    }
+
+    #[test]
+    fn gpu_metrics_are_off_unless_switched_on() {
+        assert!(!resolve(&["mcp"], &[]).expect("defaults").gpu_metrics);
+        assert!(!Config::for_data_dir(PathBuf::from("x")).gpu_metrics);
+        for on in ["1", "true", "YES", "on"] {
+            let config = resolve(&["mcp"], &[("COMFYUI_AGENT_GPU_METRICS", on)]).expect(on);
+            assert!(config.gpu_metrics, "{on}");
+        }
+        for off in ["0", "False", "no", "off", " "] {
+            let config = resolve(&["mcp"], &[("COMFYUI_AGENT_GPU_METRICS", off)]).expect(off);
+            assert!(!config.gpu_metrics, "{off}");
+        }
+        let error =
+            resolve(&["mcp"], &[("COMFYUI_AGENT_GPU_METRICS", "maybe")]).expect_err("maybe");
+        assert_eq!(
+            error.to_string(),
+            "COMFYUI_AGENT_GPU_METRICS is set to \"maybe\", which is neither on nor off. Use 1 to turn it on or 0 to turn it off."
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod exec;
 pub mod fsutil;
+pub mod gpu;
 pub mod images;
 pub mod mcp;
 pub mod models;
@@ -39,6 +40,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
             transport::http::serve_app(app, listener, shutdown_on_signal()).await
         }
         Command::Tools(format) => cli::print_tools(app.registry(), &format),
+        Command::Gpu(args) => cli::print_gpu(&app, &args).await,
     }
 }
 

@@ -67,6 +67,14 @@ pub struct Device {
     pub vram_total: Option<u64>,
     #[serde(deserialize_with = "lenient_u64")]
     pub vram_free: Option<u64>,
+    /// The device's index (`cuda:N`); null for the CPU.
+    #[serde(deserialize_with = "lenient_u64")]
+    pub index: Option<u64>,
+    /// What PyTorch's allocator holds (reserved), and how much of that is unused.
+    #[serde(deserialize_with = "lenient_u64")]
+    pub torch_vram_total: Option<u64>,
+    #[serde(deserialize_with = "lenient_u64")]
+    pub torch_vram_free: Option<u64>,
 }
 
 impl SystemStats {

@@ -158,6 +158,8 @@ struct Inner {
     current: Option<(String, CancellationToken)>,
     /// Uploaded files by (folder type, subfolder, name).
     files: HashMap<(String, String, String), Vec<u8>>,
+    /// Replaces the recorded `/system_stats` answer (a GPU machine's, say).
+    system_stats: Option<Value>,
 }
 
 #[derive(Debug)]
@@ -288,6 +290,11 @@ impl FakeComfy {
     pub async fn restart(&mut self) {
         let listener = TcpListener::bind(self.addr).await.expect("rebind");
         self.serve(listener);
+    }
+
+    /// Answers `/system_stats` with `stats` from now on instead of the recording.
+    pub fn set_system_stats(&self, stats: Value) {
+        self.shared.lock().system_stats = Some(stats);
     }
 
     /// The pause between replayed frames; zero replays a run as fast as it can, so what a
@@ -438,7 +445,13 @@ fn route(
 ) -> Response {
     let recorded = &shared.recorded;
     match (method, path) {
-        (&Method::GET, "/system_stats") => json_answer(StatusCode::OK, &recorded.system_stats),
+        (&Method::GET, "/system_stats") => {
+            let replaced = shared.lock().system_stats.clone();
+            json_answer(
+                StatusCode::OK,
+                replaced.as_ref().unwrap_or(&recorded.system_stats),
+            )
+        }
         (&Method::GET, "/object_info") => json_answer(StatusCode::OK, &recorded.object_info),
         (&Method::GET, p) if p.starts_with("/object_info/") => {
             let class = percent_decode(&p["/object_info/".len()..]);
