@@ -13,4 +13,5 @@ mod http;
 mod inprocess;
 mod stdio;
 mod support;
+mod telemetry;
 mod workflow;
