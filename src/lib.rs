@@ -17,6 +17,7 @@ pub mod models;
 pub mod paths;
 pub mod registry;
 pub mod session;
+pub mod telemetry;
 pub mod tools;
 pub mod transport;
 pub mod workflow;
@@ -31,7 +32,12 @@ use tokio_util::sync::CancellationToken;
 /// Runs the command the user asked for until it finishes or a shutdown signal arrives.
 pub async fn run(cli: Cli) -> Result<(), StartupError> {
     let env = config::Env::from_process_and_dotenv(std::path::Path::new(".env"))?;
-    let config = Config::resolve(&cli, &env)?;
+    run_with_env(cli, &env).await
+}
+
+/// [`run`] with settings already read (`main` reads them once, for telemetry too).
+pub async fn run_with_env(cli: Cli, env: &config::Env) -> Result<(), StartupError> {
+    let config = Config::resolve(&cli, env)?;
     let app = AppState::new(config)?;
     match cli.command {
         Command::Mcp => transport::stdio::serve(app, shutdown_on_signal()).await,

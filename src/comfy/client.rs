@@ -370,7 +370,7 @@ impl Client {
             } else {
                 body.take()
             };
-            let outcome = self.attempt(op, &method, path, query, this).await;
+            let outcome = self.attempt(op, &method, path, query, this, attempt).await;
             let retryable = match &outcome {
                 Err(Failure::Connect(_)) => true,
                 Err(Failure::Status(answer)) => matches!(answer.status, 502..=504),
@@ -403,13 +403,22 @@ impl Client {
         let op = Operation::SystemStats;
         let permit = self.breaker.force_probe();
         let answer = self
-            .exchange(op, permit, &reqwest::Method::GET, "system_stats", &[], None)
+            .exchange(
+                op,
+                permit,
+                &reqwest::Method::GET,
+                "system_stats",
+                &[],
+                None,
+                0,
+            )
             .await
             .map_err(|failure| self.describe(op, failure))?;
         self.expect_ok(op, &answer)?;
         self.parse(op, &answer.body)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
         op: Operation,
@@ -417,11 +426,52 @@ impl Client {
         path: &str,
         query: &[(&str, String)],
         body: Option<Payload>,
+        resend: u32,
     ) -> Result<Answer, Failure> {
-        let permit = self.breaker.admit().map_err(Failure::Open)?;
-        self.exchange(op, permit, method, path, query, body).await
+        let permit = match self.breaker.admit() {
+            Ok(permit) => permit,
+            Err(rejected) => {
+                // Refused without a request: still a span, so traces show why.
+                let span = self.span(op, method, resend);
+                let failure = Failure::Open(rejected);
+                record_failure(&span, &failure);
+                return Err(failure);
+            }
+        };
+        self.exchange(op, permit, method, path, query, body, resend)
+            .await
     }
 
+    /// The client span for one request (HTTP client semantic conventions). `url.full` is
+    /// recorded only when someone listens, and without credentials.
+    fn span(&self, op: Operation, method: &reqwest::Method, resend: u32) -> tracing::Span {
+        use crate::telemetry::names::{
+            COMFYUI_OPERATION, ERROR_TYPE, HTTP_REQUEST_METHOD, HTTP_REQUEST_RESEND_COUNT,
+            HTTP_RESPONSE_STATUS_CODE, OTEL_KIND, OTEL_NAME, OTEL_STATUS_CODE, SERVER_ADDRESS,
+            SERVER_PORT, SPAN_COMFY_HTTP, URL_FULL,
+        };
+        use tracing::field::Empty;
+        let span = tracing::info_span!(
+            SPAN_COMFY_HTTP,
+            { OTEL_NAME } = method.as_str(),
+            { OTEL_KIND } = "client",
+            { HTTP_REQUEST_METHOD } = method.as_str(),
+            { URL_FULL } = Empty,
+            { SERVER_ADDRESS } = self.base.host_str().unwrap_or_default(),
+            { SERVER_PORT } = self.base.port_or_known_default().unwrap_or_default(),
+            { COMFYUI_OPERATION } = op.name(),
+            { HTTP_REQUEST_RESEND_COUNT } = Empty,
+            { HTTP_RESPONSE_STATUS_CODE } = Empty,
+            { ERROR_TYPE } = Empty,
+            { OTEL_STATUS_CODE } = Empty,
+        );
+        if resend > 0 {
+            span.record(HTTP_REQUEST_RESEND_COUNT, resend);
+        }
+        span
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn exchange(
         &self,
         op: Operation,
@@ -430,14 +480,41 @@ impl Client {
         path: &str,
         query: &[(&str, String)],
         body: Option<Payload>,
+        resend: u32,
     ) -> Result<Answer, Failure> {
-        let timeout = self.timeout(op);
-        let started = Instant::now();
+        use tracing::Instrument as _;
         let mut url = self.url(path);
         if !query.is_empty() {
             url.query_pairs_mut()
                 .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
         }
+        let span = self.span(op, method, resend);
+        if !span.is_disabled() {
+            record_url(&span, &url);
+        }
+        let outcome = self
+            .send(op, permit, method, url, body)
+            .instrument(span.clone())
+            .await;
+        if !span.is_disabled() {
+            match &outcome {
+                Ok(answer) => record_status(&span, answer.status),
+                Err(failure) => record_failure(&span, failure),
+            }
+        }
+        outcome
+    }
+
+    async fn send(
+        &self,
+        op: Operation,
+        permit: super::breaker::Permit<'_>,
+        method: &reqwest::Method,
+        url: Url,
+        body: Option<Payload>,
+    ) -> Result<Answer, Failure> {
+        let timeout = self.timeout(op);
+        let started = Instant::now();
         let mut request = self.http.request(method.clone(), url);
         match body {
             Some(Payload::Json(body)) => {
@@ -695,6 +772,41 @@ impl Client {
         })?;
         Ok(index.into_node(class))
     }
+}
+
+fn record_url(span: &tracing::Span, url: &Url) {
+    use crate::telemetry::names::URL_FULL;
+    if url.username().is_empty() && url.password().is_none() {
+        span.record(URL_FULL, url.as_str());
+    } else {
+        let mut shown = url.clone();
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        span.record(URL_FULL, shown.as_str());
+    }
+}
+
+fn record_status(span: &tracing::Span, status: u16) {
+    use crate::telemetry::names::{ERROR_TYPE, HTTP_RESPONSE_STATUS_CODE, OTEL_STATUS_CODE};
+    span.record(HTTP_RESPONSE_STATUS_CODE, status);
+    // 4xx and 5xx are errors of a client span (HTTP conventions).
+    if status >= 400 {
+        span.record(ERROR_TYPE, status.to_string().as_str());
+        span.record(OTEL_STATUS_CODE, "ERROR");
+    }
+}
+
+fn record_failure(span: &tracing::Span, failure: &Failure) {
+    use crate::telemetry::names::{ERROR_TYPE, OTEL_STATUS_CODE};
+    let kind = match failure {
+        Failure::Status(answer) => return record_status(span, answer.status),
+        Failure::Open(_) => "breaker_open",
+        Failure::Connect(_) => "connect",
+        Failure::Timeout(_) => "timeout",
+        Failure::TooLarge(_) => "too_large",
+    };
+    span.record(ERROR_TYPE, kind);
+    span.record(OTEL_STATUS_CODE, "ERROR");
 }
 
 /// Why one attempt failed, before it is put into words.

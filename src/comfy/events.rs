@@ -23,6 +23,7 @@ use tokio_tungstenite::tungstenite::http::header::ORIGIN;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Bytes, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use tracing::Instrument as _;
 use url::Url;
 
 use super::budget::Jitter;
@@ -941,7 +942,26 @@ impl EventStream {
             }
             Ok::<_, tungstenite::Error>(socket)
         };
-        match tokio::time::timeout(self.config.connect_timeout, attempt).await {
+        let span = self.connect_span();
+        let outcome = tokio::time::timeout(self.config.connect_timeout, attempt)
+            .instrument(span.clone())
+            .await;
+        if !span.is_disabled() {
+            use crate::telemetry::names::{ERROR_TYPE, OTEL_STATUS_CODE};
+            let failed = match &outcome {
+                Ok(Ok(_)) => None,
+                Ok(Err(tungstenite::Error::Http(response))) => {
+                    Some(response.status().as_u16().to_string())
+                }
+                Ok(Err(_)) => Some("connect".to_string()),
+                Err(_) => Some("timeout".to_string()),
+            };
+            if let Some(kind) = failed {
+                span.record(ERROR_TYPE, kind.as_str());
+                span.record(OTEL_STATUS_CODE, "ERROR");
+            }
+        }
+        match outcome {
             Ok(Ok(socket)) => Ok(socket),
             Ok(Err(error)) => Err(self.describe(error)),
             Err(_) => Err(ComfyError::Unreachable {
@@ -950,6 +970,29 @@ impl EventStream {
                 hint: self.hint,
             }),
         }
+    }
+
+    /// The client span for opening the socket.
+    fn connect_span(&self) -> tracing::Span {
+        use crate::telemetry::names::{
+            ERROR_TYPE, OTEL_KIND, OTEL_STATUS_CODE, SERVER_ADDRESS, SERVER_PORT,
+            SPAN_COMFY_WS_CONNECT, URL_FULL,
+        };
+        use tracing::field::Empty;
+        let span = tracing::info_span!(
+            SPAN_COMFY_WS_CONNECT,
+            { OTEL_KIND } = "client",
+            { URL_FULL } = Empty,
+            { SERVER_ADDRESS } = self.url.host_str().unwrap_or_default(),
+            { SERVER_PORT } = self.url.port_or_known_default().unwrap_or_default(),
+            { ERROR_TYPE } = Empty,
+            { OTEL_STATUS_CODE } = Empty,
+        );
+        // Credentials in the address stay out of traces.
+        if self.url.username().is_empty() && self.url.password().is_none() {
+            span.record(URL_FULL, self.url.as_str());
+        }
+        span
     }
 
     fn describe(&self, error: tungstenite::Error) -> ComfyError {

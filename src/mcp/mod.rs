@@ -10,11 +10,11 @@ use std::time::Instant;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, ContentBlock, ErrorData, Implementation,
-    InitializeRequestParams, InitializeResult, ListResourceTemplatesResult, ListToolsResult,
-    LoggingMessageNotificationParam, PaginatedRequestParams, ProgressNotificationParam,
-    ProgressToken, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
-    ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig, SetLevelRequestParams,
-    Tool,
+    InitializeRequestParams, InitializeResult, ListResourceTemplatesResult, ListResourcesResult,
+    ListToolsResult, LoggingMessageNotificationParam, PaginatedRequestParams,
+    ProgressNotificationParam, ProgressToken, ReadResourceRequestParams, ReadResourceResponse,
+    ReadResourceResult, ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig,
+    SetLevelRequestParams, Tool,
 };
 use rmcp::service::{NotificationContext, Peer, RequestContext};
 use rmcp::{RoleServer, ServerHandler};
@@ -27,6 +27,9 @@ use crate::registry::into_call_result;
 use crate::session::Session;
 
 pub use rmcp::model::LoggingLevel;
+
+mod span;
+use span::Target;
 
 /// The largest file `resources/read` returns (base64 grows it by a third on the wire).
 const MAX_RESOURCE_BYTES: usize = 20 * 1024 * 1024;
@@ -52,6 +55,10 @@ pub struct McpServer {
     /// Whether this connection began with `initialize`. Stateless requests (2026-07-28)
     /// don't, and keep their state in a named session instead.
     initialized: Arc<std::sync::atomic::AtomicBool>,
+    /// This session's name in logs and traces (`stdio-1`), given at `initialize`.
+    label: Arc<std::sync::OnceLock<String>>,
+    /// `pipe` (stdio, in-process) or `tcp` (HTTP), for `network.transport`.
+    network: &'static str,
 }
 
 impl McpServer {
@@ -62,7 +69,23 @@ impl McpServer {
             transport,
             session: Arc::default(),
             initialized: Arc::default(),
+            label: Arc::default(),
+            network: if matches!(transport, "http" | "sse") {
+                "tcp"
+            } else {
+                "pipe"
+            },
         }
+    }
+
+    /// The span for one request (see `span.rs`).
+    fn span(
+        &self,
+        method: &'static str,
+        target: Target<'_>,
+        context: &RequestContext<RoleServer>,
+    ) -> span::RequestSpan {
+        span::request(method, target, context, self.network, self.label.get())
     }
 }
 
@@ -201,17 +224,27 @@ impl ServerHandler for McpServer {
         request: InitializeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<InitializeResult, ErrorData> {
-        tracing::info!(
-            session = self.app.next_session_id(self.transport),
-            client = %request.client_info.name,
-            client_version = %request.client_info.version,
-            requested_protocol = %request.protocol_version,
-            "client connected"
-        );
-        context.peer.set_peer_info(request.clone());
-        self.initialized
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        self.negotiate_initialize(&request)
+        let span = self.span("initialize", Target::None, &context);
+        span.run(
+            async move {
+                let label = self
+                    .label
+                    .get_or_init(|| self.app.next_session_id(self.transport));
+                tracing::info!(
+                    session = %label,
+                    client = %request.client_info.name,
+                    client_version = %request.client_info.version,
+                    requested_protocol = %request.protocol_version,
+                    "client connected"
+                );
+                context.peer.set_peer_info(request.clone());
+                self.initialized
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                self.negotiate_initialize(&request)
+            },
+            &self.label,
+        )
+        .await
     }
 
     /// The handshake is done: compile the validators now, off the path of the initialize
@@ -223,43 +256,84 @@ impl ServerHandler for McpServer {
     async fn set_level(
         &self,
         request: SetLevelRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        self.session.set_log_level(request.level);
-        Ok(())
+        let span = self.span("logging/setLevel", Target::None, &context);
+        span.run(
+            async move {
+                self.session.set_log_level(request.level);
+                Ok(())
+            },
+            &self.label,
+        )
+        .await
     }
 
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        // Clients on 2026-07-28 skip initialize; listing tools is their first step instead.
-        self.app.warm_up_in_background();
-        Ok(ListToolsResult::with_all_items(
-            self.app.registry().tools().to_vec(),
-        ))
+        let span = self.span("tools/list", Target::None, &context);
+        span.run(
+            async move {
+                // Clients on 2026-07-28 skip initialize; listing tools is their first step instead.
+                self.app.warm_up_in_background();
+                Ok(ListToolsResult::with_all_items(
+                    self.app.registry().tools().to_vec(),
+                ))
+            },
+            &self.label,
+        )
+        .await
+    }
+
+    async fn ping(&self, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+        self.span("ping", Target::None, &context)
+            .run(async { Ok(()) }, &self.label)
+            .await
+    }
+
+    /// Files are reached through the template below, never listed.
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        self.span("resources/list", Target::None, &context)
+            .run(async { Ok(ListResourcesResult::default()) }, &self.label)
+            .await
     }
 
     async fn list_resource_templates(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        Ok(ListResourceTemplatesResult::with_all_items(vec![
+        let span = self.span("resources/templates/list", Target::None, &context);
+        span.run(
+            async move {
+                Ok(ListResourceTemplatesResult::with_all_items(vec![
             ResourceTemplate::new("comfyui://output/{type}/{+path}", "ComfyUI file")
                 .with_description(
                     "A file in ComfyUI's output, temp or input folder, full size (the links \
                      execution results carry).",
                 ),
         ]))
+            },
+            &self.label,
+        )
+        .await
     }
 
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
+        let span = self.span("resources/read", Target::Resource(&request.uri), &context);
+        span.run(
+            async move {
         use base64::Engine as _;
         let uri = request.uri;
         let not_found =
@@ -309,6 +383,10 @@ impl ServerHandler for McpServer {
             ))),
             Err(error) => Err(ErrorData::internal_error(error.user_message(), None)),
         }
+        },
+            &self.label,
+        )
+        .await
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
@@ -323,6 +401,9 @@ impl ServerHandler for McpServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        let span = self.span("tools/call", Target::Tool(&request.name), &context);
+        span.run(
+            async move {
         let registry = self.app.registry();
         let Some(spec) = registry.get(&request.name) else {
             return Err(ErrorData::invalid_params(
@@ -371,6 +452,7 @@ impl ServerHandler for McpServer {
                 .await;
             }
             Err(error) => {
+                span::tool_error();
                 tracing::info!(tool = %request.name, error.type = error.kind(), elapsed_ms, "tool call failed");
                 cx.log(
                     LoggingLevel::Warning,
@@ -385,5 +467,9 @@ impl ServerHandler for McpServer {
             result.content.extend(cx.take_attachments());
         }
         Ok(result.into())
+        },
+            &self.label,
+        )
+        .await
     }
 }

@@ -14,4 +14,5 @@ mod http;
 mod inprocess;
 mod stdio;
 mod support;
+mod telemetry;
 mod workflow;
