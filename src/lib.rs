@@ -16,6 +16,7 @@ pub mod models;
 pub mod paths;
 pub mod registry;
 pub mod session;
+pub mod telemetry;
 pub mod tools;
 pub mod transport;
 pub mod workflow;

@@ -25,6 +25,7 @@ use crate::app::AppState;
 use crate::error::ToolError;
 use crate::registry::into_call_result;
 use crate::session::Session;
+use crate::telemetry::metrics::{ConnectionGuard, McpMethod};
 
 pub use rmcp::model::LoggingLevel;
 
@@ -52,6 +53,9 @@ pub struct McpServer {
     /// Whether this connection began with `initialize`. Stateless requests (2026-07-28)
     /// don't, and keep their state in a named session instead.
     initialized: Arc<std::sync::atomic::AtomicBool>,
+    /// Counts this connection in the sessions gauge from `initialize` until the last copy
+    /// of this handler (the session) is dropped.
+    connection: Arc<std::sync::OnceLock<ConnectionGuard>>,
 }
 
 impl McpServer {
@@ -62,7 +66,18 @@ impl McpServer {
             transport,
             session: Arc::default(),
             initialized: Arc::default(),
+            connection: Arc::default(),
         }
+    }
+}
+
+/// The `error.type` of a JSON-RPC error answer.
+fn rpc_error_type(error: &ErrorData) -> &'static str {
+    match error.code {
+        rmcp::model::ErrorCode::RESOURCE_NOT_FOUND => "resource_not_found",
+        rmcp::model::ErrorCode::INVALID_PARAMS => "invalid_params",
+        rmcp::model::ErrorCode::INTERNAL_ERROR => "internal_error",
+        _ => "jsonrpc_error",
     }
 }
 
@@ -201,6 +216,7 @@ impl ServerHandler for McpServer {
         request: InitializeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<InitializeResult, ErrorData> {
+        let started = Instant::now();
         tracing::info!(
             session = self.app.next_session_id(self.transport),
             client = %request.client_info.name,
@@ -211,7 +227,11 @@ impl ServerHandler for McpServer {
         context.peer.set_peer_info(request.clone());
         self.initialized
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        self.negotiate_initialize(&request)
+        self.connection
+            .get_or_init(|| self.app.metrics().connection_opened());
+        let answer = self.negotiate_initialize(&request);
+        self.record(McpMethod::Initialize, started, &answer);
+        answer
     }
 
     /// The handshake is done: compile the validators now, off the path of the initialize
@@ -235,10 +255,13 @@ impl ServerHandler for McpServer {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         // Clients on 2026-07-28 skip initialize; listing tools is their first step instead.
+        let started = Instant::now();
         self.app.warm_up_in_background();
-        Ok(ListToolsResult::with_all_items(
+        let answer = Ok(ListToolsResult::with_all_items(
             self.app.registry().tools().to_vec(),
-        ))
+        ));
+        self.record(McpMethod::ToolsList, started, &answer);
+        answer
     }
 
     async fn list_resource_templates(
@@ -246,19 +269,131 @@ impl ServerHandler for McpServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        Ok(ListResourceTemplatesResult::with_all_items(vec![
+        let started = Instant::now();
+        let answer = Ok(ListResourceTemplatesResult::with_all_items(vec![
             ResourceTemplate::new("comfyui://output/{type}/{+path}", "ComfyUI file")
                 .with_description(
                     "A file in ComfyUI's output, temp or input folder, full size (the links \
                      execution results carry).",
                 ),
-        ]))
+        ]));
+        self.record(McpMethod::ResourceTemplatesList, started, &answer);
+        answer
     }
 
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
         _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let started = Instant::now();
+        let answer = self.read_output(request).await;
+        self.record(McpMethod::ResourcesRead, started, &answer);
+        answer
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.app
+            .registry()
+            .get(name)
+            .map(|spec| spec.tool().clone())
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let registry = self.app.registry();
+        let Some(spec) = registry.get(&request.name) else {
+            self.app.metrics().record_tool_call(
+                &request.name,
+                std::time::Duration::ZERO,
+                Some("unknown_tool"),
+            );
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "Unknown tool {:?}. Call tools/list to see the {} tools this server offers.",
+                    request.name,
+                    registry.len()
+                ),
+                Some(json!({ "tool": request.name })),
+            ));
+        };
+        let log_level = context
+            .meta
+            .log_level()
+            .or_else(|| self.session.log_level());
+        let cx = ToolContext {
+            app: self.app.clone(),
+            session: Arc::clone(&self.session),
+            cancelled: context.ct.clone(),
+            stateless: !self.initialized.load(std::sync::atomic::Ordering::Relaxed),
+            peer: Some(context.peer.clone()),
+            log_level,
+            progress_token: context.meta.get_progress_token(),
+            attachments: Arc::default(),
+        };
+        let started = Instant::now();
+        let running = self
+            .app
+            .in_flight()
+            .track_future(spec.call(cx.clone(), request.arguments));
+        // A tool watching `cancelled` is polled once more and may return its own result; any
+        // other is dropped at the next await.
+        let outcome = tokio::select! {
+            biased;
+            outcome = running => outcome,
+            () = context.ct.cancelled() => Err(ToolError::Cancelled),
+        };
+        let elapsed = started.elapsed();
+        self.app.metrics().record_tool_call(
+            &request.name,
+            elapsed,
+            outcome.as_ref().err().map(ToolError::kind),
+        );
+        let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+        match &outcome {
+            Ok(_) => {
+                tracing::debug!(tool = %request.name, elapsed_ms, "tool call finished");
+                cx.log(
+                    LoggingLevel::Debug,
+                    format!("{} finished in {elapsed_ms:.1} ms", request.name),
+                )
+                .await;
+            }
+            Err(error) => {
+                tracing::info!(tool = %request.name, error.type = error.kind(), elapsed_ms, "tool call failed");
+                cx.log(
+                    LoggingLevel::Warning,
+                    format!("{} failed: {}", request.name, error.kind()),
+                )
+                .await;
+            }
+        }
+        let succeeded = outcome.is_ok();
+        let mut result = into_call_result(outcome);
+        if succeeded {
+            result.content.extend(cx.take_attachments());
+        }
+        Ok(result.into())
+    }
+}
+
+impl McpServer {
+    /// Times one MCP request other than `tools/call`.
+    fn record<T>(&self, method: McpMethod, started: Instant, answer: &Result<T, ErrorData>) {
+        self.app.metrics().record_method(
+            method,
+            started.elapsed(),
+            answer.as_ref().err().map(rpc_error_type),
+        );
+    }
+
+    /// `resources/read`: a ComfyUI file named by a `comfyui://output/…` link.
+    async fn read_output(
+        &self,
+        request: ReadResourceRequestParams,
     ) -> Result<ReadResourceResponse, ErrorData> {
         use base64::Engine as _;
         let uri = request.uri;
@@ -309,81 +444,5 @@ impl ServerHandler for McpServer {
             ))),
             Err(error) => Err(ErrorData::internal_error(error.user_message(), None)),
         }
-    }
-
-    fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.app
-            .registry()
-            .get(name)
-            .map(|spec| spec.tool().clone())
-    }
-
-    async fn call_tool(
-        &self,
-        request: CallToolRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, ErrorData> {
-        let registry = self.app.registry();
-        let Some(spec) = registry.get(&request.name) else {
-            return Err(ErrorData::invalid_params(
-                format!(
-                    "Unknown tool {:?}. Call tools/list to see the {} tools this server offers.",
-                    request.name,
-                    registry.len()
-                ),
-                Some(json!({ "tool": request.name })),
-            ));
-        };
-        let log_level = context
-            .meta
-            .log_level()
-            .or_else(|| self.session.log_level());
-        let cx = ToolContext {
-            app: self.app.clone(),
-            session: Arc::clone(&self.session),
-            cancelled: context.ct.clone(),
-            stateless: !self.initialized.load(std::sync::atomic::Ordering::Relaxed),
-            peer: Some(context.peer.clone()),
-            log_level,
-            progress_token: context.meta.get_progress_token(),
-            attachments: Arc::default(),
-        };
-        let started = Instant::now();
-        let running = self
-            .app
-            .in_flight()
-            .track_future(spec.call(cx.clone(), request.arguments));
-        // A tool watching `cancelled` is polled once more and may return its own result; any
-        // other is dropped at the next await.
-        let outcome = tokio::select! {
-            biased;
-            outcome = running => outcome,
-            () = context.ct.cancelled() => Err(ToolError::Cancelled),
-        };
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-        match &outcome {
-            Ok(_) => {
-                tracing::debug!(tool = %request.name, elapsed_ms, "tool call finished");
-                cx.log(
-                    LoggingLevel::Debug,
-                    format!("{} finished in {elapsed_ms:.1} ms", request.name),
-                )
-                .await;
-            }
-            Err(error) => {
-                tracing::info!(tool = %request.name, error.type = error.kind(), elapsed_ms, "tool call failed");
-                cx.log(
-                    LoggingLevel::Warning,
-                    format!("{} failed: {}", request.name, error.kind()),
-                )
-                .await;
-            }
-        }
-        let succeeded = outcome.is_ok();
-        let mut result = into_call_result(outcome);
-        if succeeded {
-            result.content.extend(cx.take_attachments());
-        }
-        Ok(result.into())
     }
 }
