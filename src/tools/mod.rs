@@ -13,6 +13,7 @@ pub struct NoParams {}
 
 pub mod comfy_api;
 pub mod execution;
+pub mod health;
 pub mod model_compat;
 pub mod sessions;
 pub mod workflow;
@@ -25,5 +26,6 @@ pub fn all() -> Vec<ToolSpec> {
     tools.extend(workflow::tools());
     tools.extend(sessions::tools());
     tools.extend(execution::tools());
+    tools.extend(health::tools());
     tools
 }

@@ -11,6 +11,7 @@ mod execution;
 mod execution_client;
 mod http;
 mod inprocess;
+mod metrics;
 mod stdio;
 mod support;
 mod workflow;
