@@ -325,3 +325,44 @@ async fn server_health_refuses_unknown_parameters_and_tools() {
     );
     assert!(text.contains("no tool called \"make_coffee\""), "{text}");
 }
+
+#[tokio::test]
+async fn comfyui_requests_record_outcomes_retries_and_the_open_breaker() {
+    use std::sync::Arc;
+
+    use comfyui_agent::comfy::{Client, PortHint};
+    use comfyui_agent::config::ComfyConfig;
+    use comfyui_agent::telemetry::metrics::ComfyMetrics;
+
+    use crate::support::fake_comfy::Fault;
+
+    let fake = FakeComfy::start().await;
+    let recorder = Arc::new(ComfyMetrics::default());
+    let config = ComfyConfig {
+        breaker_failures: 3,
+        ..ComfyConfig::default()
+    };
+    let url = url::Url::parse(&fake.url()).expect("url");
+    let client = Client::new(url, &config, PortHint::Configured { port: None })
+        .expect("client")
+        .with_metrics(Arc::clone(&recorder));
+    client.queue().await.expect("the queue answers");
+    fake.always(Fault::Status(503));
+    client.queue().await.expect_err("503 every time");
+    client.queue().await.expect_err("the breaker is open now");
+    let count = |operation: &str, outcome: &str| {
+        recorder
+            .requests()
+            .iter()
+            .find(|r| r.operation == operation && r.outcome == outcome)
+            .map_or(0, |r| r.count)
+    };
+    assert_eq!(count("queue", "ok"), 1);
+    assert_eq!(count("queue", "5xx"), 3, "{:?}", recorder.requests());
+    assert_eq!(count("queue", "breaker_open"), 1);
+    assert_eq!(
+        recorder.retries(),
+        (2, 0),
+        "two retries, both within the budget"
+    );
+}
