@@ -1,7 +1,7 @@
 //! `AppState`: the one shared, cheaply cloned handle. No other shared state exists.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 use tokio_util::task::TaskTracker;
 
@@ -14,6 +14,7 @@ use crate::paths::PathPolicy;
 use crate::registry::Registry;
 use crate::session::NamedSessions;
 use crate::session::store::SessionStore;
+use crate::telemetry::metrics::{EndpointGauges, GaugeSource, Gauges, Metrics};
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -36,6 +37,8 @@ struct Shared {
     /// NVML (loaded once, on first use) and the hardware profile.
     gpu: GpuProbe,
     registry: Registry,
+    /// What the server measures about itself (`/metrics`, OTLP, `get_server_health`).
+    metrics: Metrics,
     /// Every running tool call, so a shutdown can wait for them.
     in_flight: TaskTracker,
     /// Numbers sessions for logs.
@@ -45,9 +48,18 @@ struct Shared {
 }
 
 impl AppState {
-    /// Builds the state with every tool this product offers.
+    /// Builds the state with every tool this product offers, metrics for `/metrics` only.
     pub fn new(config: Config) -> Result<Self, StartupError> {
-        Self::with_registry(config, Registry::new(crate::tools::all())?)
+        Self::with_meter(config, None)
+    }
+
+    /// Builds the state with every tool, its metrics also recorded into `meter` (the
+    /// OpenTelemetry meter of the OTLP pipeline, when `OTEL_EXPORTER_OTLP_ENDPOINT` set one up).
+    pub fn with_meter(
+        config: Config,
+        meter: Option<opentelemetry::metrics::Meter>,
+    ) -> Result<Self, StartupError> {
+        Self::build(config, Registry::new(crate::tools::all())?, meter)
     }
 
     /// Compiles the argument validators on a background thread, once per process. Started
@@ -91,27 +103,38 @@ impl AppState {
 
     /// Builds the state around a given registry (tests and fixture servers).
     pub fn with_registry(config: Config, registry: Registry) -> Result<Self, StartupError> {
+        Self::build(config, registry, None)
+    }
+
+    fn build(
+        config: Config,
+        registry: Registry,
+        meter: Option<opentelemetry::metrics::Meter>,
+    ) -> Result<Self, StartupError> {
+        let metrics = Metrics::new(meter, registry.tools().iter().map(|t| t.name.as_ref()));
         let install = find_install(&config);
         let paths = PathPolicy::from_config(&config, install.as_ref());
-        let comfy = Comfy::new(&config, install.as_ref())?;
+        let comfy = Comfy::new(&config, install.as_ref(), metrics.comfy())?;
         let named_sessions = NamedSessions::new(config.sessions.idle);
         let store = SessionStore::in_data_dir(&config.data_dir);
         let gpu = GpuProbe::new(config.gpu_metrics);
-        Ok(Self {
-            shared: Arc::new(Shared {
-                config,
-                paths,
-                install,
-                named_sessions,
-                store,
-                comfy,
-                gpu,
-                registry,
-                in_flight: TaskTracker::new(),
-                sessions_started: AtomicU64::new(0),
-                warm_up_started: AtomicBool::new(false),
-            }),
-        })
+        let shared = Arc::new(Shared {
+            config,
+            paths,
+            install,
+            named_sessions,
+            store,
+            comfy,
+            gpu,
+            registry,
+            metrics,
+            in_flight: TaskTracker::new(),
+            sessions_started: AtomicU64::new(0),
+            warm_up_started: AtomicBool::new(false),
+        });
+        let source: Weak<dyn GaugeSource> = Arc::downgrade(&shared) as Weak<Shared>;
+        shared.metrics.observe(source);
+        Ok(Self { shared })
     }
 
     pub fn config(&self) -> &Config {
@@ -153,6 +176,16 @@ impl AppState {
         &self.shared.registry
     }
 
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// The values metrics read at scrape time: breakers, sessions, caches, memory. Touches
+    /// no network.
+    pub fn gauges(&self) -> Gauges {
+        self.shared.gauges()
+    }
+
     pub fn in_flight(&self) -> &TaskTracker {
         &self.shared.in_flight
     }
@@ -161,6 +194,27 @@ impl AppState {
     pub fn next_session_id(&self, transport: &str) -> String {
         let n = self.shared.sessions_started.fetch_add(1, Ordering::Relaxed) + 1;
         format!("{transport}-{n}")
+    }
+}
+
+impl GaugeSource for Shared {
+    fn gauges(&self) -> Gauges {
+        let mut gauges = Gauges {
+            named_sessions: self.named_sessions.len() as u64,
+            resident_bytes: crate::telemetry::metrics::resident_bytes(),
+            ..Gauges::default()
+        };
+        for client in self.comfy.clients() {
+            gauges.endpoints.push(EndpointGauges {
+                url: client.base_url().to_string(),
+                breaker: client.breaker(),
+            });
+            if let Some((entries, bytes)) = client.node_cache() {
+                gauges.node_cache_entries += entries as u64;
+                gauges.node_cache_bytes += bytes as u64;
+            }
+        }
+        gauges
     }
 }
 

@@ -1514,7 +1514,7 @@ pub(crate) mod tests {
             .port();
         let config = crate::config::Config::for_data_dir(std::env::temp_dir())
             .with_comfyui_url(url(&format!("http://127.0.0.1:{port}/")));
-        Comfy::new(&config, None).expect("client")
+        Comfy::new(&config, None, &std::sync::Arc::default()).expect("client")
     }
 
     #[tokio::test]

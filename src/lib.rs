@@ -32,13 +32,18 @@ use tokio_util::sync::CancellationToken;
 /// Runs the command the user asked for until it finishes or a shutdown signal arrives.
 pub async fn run(cli: Cli) -> Result<(), StartupError> {
     let env = config::Env::from_process_and_dotenv(std::path::Path::new(".env"))?;
-    run_with_env(cli, &env).await
+    run_with_env(cli, &env, None).await
 }
 
-/// [`run`] with settings already read (`main` reads them once, for telemetry too).
-pub async fn run_with_env(cli: Cli, env: &config::Env) -> Result<(), StartupError> {
+/// [`run`] with settings already read (`main` reads them once, for telemetry too) and the
+/// OTLP meter, when metrics are exported.
+pub async fn run_with_env(
+    cli: Cli,
+    env: &config::Env,
+    meter: Option<opentelemetry::metrics::Meter>,
+) -> Result<(), StartupError> {
     let config = Config::resolve(&cli, env)?;
-    let app = AppState::new(config)?;
+    let app = AppState::with_meter(config, meter)?;
     match cli.command {
         Command::Mcp => transport::stdio::serve(app, shutdown_on_signal()).await,
         Command::Serve(_) => {

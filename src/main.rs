@@ -32,7 +32,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let outcome = runtime.block_on(comfyui_agent::run_with_env(cli, &env));
+    let outcome = runtime.block_on(comfyui_agent::run_with_env(cli, &env, telemetry.meter()));
     // A blocking stdin read never returns by itself; don't let it hold the exit up.
     runtime.shutdown_timeout(std::time::Duration::from_millis(300));
     telemetry.shutdown();

@@ -17,6 +17,7 @@ use super::budget::{Jitter, RetryBudget, backoff};
 use super::error::{ComfyError, PortHint};
 use super::nodes::{Node, NodeIndex};
 use crate::config::ComfyConfig;
+use crate::telemetry::metrics::{ComfyMetrics, RequestOutcome};
 
 /// How long a fetched node registry is trusted before it is fetched again.
 pub const NODE_CACHE_TTL: Duration = Duration::from_secs(300);
@@ -176,6 +177,8 @@ pub struct CallStats {
 struct CachedIndex {
     index: Arc<NodeIndex>,
     fetched: Instant,
+    /// The size of ComfyUI's answer it was parsed from.
+    bytes: usize,
 }
 
 #[derive(Debug)]
@@ -192,6 +195,8 @@ pub struct Client {
     /// Held while the registry is being fetched, so concurrent callers wait for one fetch.
     nodes_refresh: tokio::sync::Mutex<()>,
     jitter: Jitter,
+    /// Request durations and outcomes, retries; shared by every client of one server.
+    metrics: Arc<ComfyMetrics>,
 }
 
 /// Settings that make the HTTP client unusable (a bad auth header value, no TLS support).
@@ -251,7 +256,14 @@ impl Client {
             nodes: RwLock::new(None),
             nodes_refresh: tokio::sync::Mutex::new(()),
             jitter: Jitter::default(),
+            metrics: Arc::default(),
         })
+    }
+
+    /// Records this client's requests into `metrics` (the server's), instead of its own.
+    pub fn with_metrics(mut self, metrics: Arc<ComfyMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn base_url(&self) -> &Url {
@@ -376,11 +388,12 @@ impl Client {
                 Err(Failure::Status(answer)) => matches!(answer.status, 502..=504),
                 _ => false,
             };
-            if retryable
-                && op.idempotent()
-                && attempt < MAX_RETRIES
-                && lock(&self.budget).try_retry()
-            {
+            let granted = retryable && op.idempotent() && attempt < MAX_RETRIES && {
+                let granted = lock(&self.budget).try_retry();
+                self.metrics.record_retry(granted);
+                granted
+            };
+            if granted {
                 attempt += 1;
                 lock(&self.stats).retries += 1;
                 let wait = backoff(attempt, self.jitter.draw());
@@ -432,6 +445,8 @@ impl Client {
             Ok(permit) => permit,
             Err(rejected) => {
                 // Refused without a request: still a span, so traces show why.
+                self.metrics
+                    .record_request(op, RequestOutcome::BreakerOpen, Duration::ZERO);
                 let span = self.span(op, method, resend);
                 let failure = Failure::Open(rejected);
                 record_failure(&span, &failure);
@@ -583,6 +598,15 @@ impl Client {
         } else {
             permit.succeeded();
         }
+        let recorded = match &outcome {
+            Ok(answer) => RequestOutcome::of_status(answer.status),
+            Err(Failure::Status(answer)) => RequestOutcome::of_status(answer.status),
+            Err(Failure::Timeout(_)) => RequestOutcome::Timeout,
+            Err(Failure::Connect(_)) => RequestOutcome::Unreachable,
+            Err(Failure::TooLarge(_)) => RequestOutcome::TooLarge,
+            Err(Failure::Open(_)) => RequestOutcome::BreakerOpen,
+        };
+        self.metrics.record_request(op, recorded, elapsed);
         let mut stats = lock(&self.stats);
         stats.calls += 1;
         stats.failures += u64::from(failed);
@@ -714,6 +738,15 @@ impl Client {
         }
     }
 
+    /// The cached node list's size: node classes, and bytes of the answer it came from.
+    pub fn node_cache(&self) -> Option<(usize, usize)> {
+        self.nodes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(|cached| (cached.index.len(), cached.bytes))
+    }
+
     /// How long ago the cached node list was fetched, if there is one.
     pub fn node_list_age(&self) -> Option<Duration> {
         self.nodes
@@ -752,6 +785,7 @@ impl Client {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(CachedIndex {
             index: Arc::clone(&index),
             fetched: Instant::now(),
+            bytes: answer.body.len(),
         });
         Ok(index)
     }

@@ -23,6 +23,7 @@ pub use error::{ComfyError, PortHint};
 pub use prompt::{InputProblem, NodeProblem, Rejection, SubmitError, Submitted, Uploaded, Viewed};
 
 use crate::config::{ComfyConfig, Config};
+use crate::telemetry::metrics::ComfyMetrics;
 use breaker::{BreakerSnapshot, BreakerState};
 use client::CallStats;
 
@@ -56,10 +57,12 @@ pub struct ComfyStatus {
 
 impl Comfy {
     /// With no address configured, the usual ports are tried in order: 8188 first, or 8000
-    /// first when the install found on this machine is the Desktop app's.
+    /// first when the install found on this machine is the Desktop app's. Every client
+    /// records its requests into `metrics`.
     pub fn new(
         config: &Config,
         install: Option<&discovery::Install>,
+        metrics: &Arc<ComfyMetrics>,
     ) -> Result<Self, ClientSetupError> {
         if config.comfyui_url_configured {
             let url = config.comfyui_url.clone();
@@ -71,7 +74,8 @@ impl Comfy {
             let hint = PortHint::Configured {
                 port: url.port_or_known_default().filter(|_| local),
             };
-            let client = Arc::new(Client::new(url, &config.comfy, hint)?);
+            let client =
+                Arc::new(Client::new(url, &config.comfy, hint)?.with_metrics(Arc::clone(metrics)));
             return Ok(Self {
                 candidates: vec![Arc::clone(&client)],
                 discover: false,
@@ -83,17 +87,22 @@ impl Comfy {
         if install.is_some_and(|install| install.layout == discovery::Layout::Desktop) {
             ports.reverse();
         }
-        Self::discovering(&config.comfy, &ports)
+        Self::discovering(&config.comfy, &ports, metrics)
     }
 
     /// Looks for ComfyUI on these loopback ports, in order of preference.
-    fn discovering(config: &ComfyConfig, ports: &[u16]) -> Result<Self, ClientSetupError> {
+    fn discovering(
+        config: &ComfyConfig,
+        ports: &[u16],
+        metrics: &Arc<ComfyMetrics>,
+    ) -> Result<Self, ClientSetupError> {
         let candidates = ports
             .iter()
             .map(|port| {
                 let url = Url::parse(&format!("http://127.0.0.1:{port}/"))
                     .expect("a loopback URL with a port is valid");
-                Client::new(url, config, PortHint::Discovered).map(Arc::new)
+                Client::new(url, config, PortHint::Discovered)
+                    .map(|client| Arc::new(client.with_metrics(Arc::clone(metrics))))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
@@ -193,6 +202,12 @@ impl Comfy {
         (found, outcome)
     }
 
+    /// Every ComfyUI client this server may use (the configured one, or one per usual port),
+    /// for the per-endpoint gauges. Touches no network.
+    pub fn clients(&self) -> &[Arc<Client>] {
+        &self.candidates
+    }
+
     /// Where things stand, for `/readyz` and metrics. Touches no network.
     pub fn status(&self) -> ComfyStatus {
         let client = self
@@ -289,7 +304,8 @@ mod tests {
         let (other, _other) = listening(false).await;
         let (comfy, _comfy) = listening(true).await;
         let ports = [closed_port(), other, comfy];
-        let found = Comfy::discovering(&ComfyConfig::default(), &ports).expect("comfy");
+        let found =
+            Comfy::discovering(&ComfyConfig::default(), &ports, &Arc::default()).expect("comfy");
         let started = Instant::now();
         let client = found.client().await;
         assert!(
@@ -305,7 +321,8 @@ mod tests {
     #[tokio::test]
     async fn with_nothing_answering_the_first_port_is_used_and_errors_name_both() {
         let ports = [closed_port(), closed_port()];
-        let found = Comfy::discovering(&ComfyConfig::default(), &ports).expect("comfy");
+        let found =
+            Comfy::discovering(&ComfyConfig::default(), &ports, &Arc::default()).expect("comfy");
         let client = found.client().await;
         assert_eq!(client.base_url().port(), Some(ports[0]));
         let error = client.queue().await.expect_err("nothing listens");
@@ -316,7 +333,8 @@ mod tests {
     #[tokio::test]
     async fn a_comfyui_started_later_is_found_by_the_health_check() {
         let late = closed_port();
-        let found = Comfy::discovering(&ComfyConfig::default(), &[late]).expect("comfy");
+        let found =
+            Comfy::discovering(&ComfyConfig::default(), &[late], &Arc::default()).expect("comfy");
         let (_, outcome) = found.check().await;
         assert!(outcome.is_err());
         // ComfyUI starts on that port.

@@ -25,6 +25,7 @@ use crate::app::AppState;
 use crate::error::ToolError;
 use crate::registry::into_call_result;
 use crate::session::Session;
+use crate::telemetry::metrics::{ConnectionGuard, McpMethod};
 
 pub use rmcp::model::LoggingLevel;
 
@@ -59,6 +60,9 @@ pub struct McpServer {
     label: Arc<std::sync::OnceLock<String>>,
     /// `pipe` (stdio, in-process) or `tcp` (HTTP), for `network.transport`.
     network: &'static str,
+    /// Counts this connection in the sessions gauge from `initialize` until the last copy
+    /// of this handler (the session) is dropped.
+    connection: Arc<std::sync::OnceLock<ConnectionGuard>>,
 }
 
 impl McpServer {
@@ -75,6 +79,7 @@ impl McpServer {
             } else {
                 "pipe"
             },
+            connection: Arc::default(),
         }
     }
 
@@ -86,6 +91,16 @@ impl McpServer {
         context: &RequestContext<RoleServer>,
     ) -> span::RequestSpan {
         span::request(method, target, context, self.network, self.label.get())
+    }
+}
+
+/// The `error.type` of a JSON-RPC error answer.
+fn rpc_error_type(error: &ErrorData) -> &'static str {
+    match error.code {
+        rmcp::model::ErrorCode::RESOURCE_NOT_FOUND => "resource_not_found",
+        rmcp::model::ErrorCode::INVALID_PARAMS => "invalid_params",
+        rmcp::model::ErrorCode::INTERNAL_ERROR => "internal_error",
+        _ => "jsonrpc_error",
     }
 }
 
@@ -224,8 +239,8 @@ impl ServerHandler for McpServer {
         request: InitializeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<InitializeResult, ErrorData> {
-        let span = self.span("initialize", Target::None, &context);
-        span.run(
+        self.observe(
+            self.span("initialize", Target::None, &context),
             async move {
                 let label = self
                     .label
@@ -240,9 +255,11 @@ impl ServerHandler for McpServer {
                 context.peer.set_peer_info(request.clone());
                 self.initialized
                     .store(true, std::sync::atomic::Ordering::Relaxed);
+                self.connection
+                    .get_or_init(|| self.app.metrics().connection_opened());
                 self.negotiate_initialize(&request)
             },
-            &self.label,
+            Some(McpMethod::Initialize),
         )
         .await
     }
@@ -258,13 +275,13 @@ impl ServerHandler for McpServer {
         request: SetLevelRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let span = self.span("logging/setLevel", Target::None, &context);
-        span.run(
+        self.observe(
+            self.span("logging/setLevel", Target::None, &context),
             async move {
                 self.session.set_log_level(request.level);
                 Ok(())
             },
-            &self.label,
+            None,
         )
         .await
     }
@@ -274,8 +291,8 @@ impl ServerHandler for McpServer {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let span = self.span("tools/list", Target::None, &context);
-        span.run(
+        self.observe(
+            self.span("tools/list", Target::None, &context),
             async move {
                 // Clients on 2026-07-28 skip initialize; listing tools is their first step instead.
                 self.app.warm_up_in_background();
@@ -283,15 +300,18 @@ impl ServerHandler for McpServer {
                     self.app.registry().tools().to_vec(),
                 ))
             },
-            &self.label,
+            Some(McpMethod::ToolsList),
         )
         .await
     }
 
     async fn ping(&self, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
-        self.span("ping", Target::None, &context)
-            .run(async { Ok(()) }, &self.label)
-            .await
+        self.observe(
+            self.span("ping", Target::None, &context),
+            async { Ok(()) },
+            None,
+        )
+        .await
     }
 
     /// Files are reached through the template below, never listed.
@@ -300,9 +320,12 @@ impl ServerHandler for McpServer {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        self.span("resources/list", Target::None, &context)
-            .run(async { Ok(ListResourcesResult::default()) }, &self.label)
-            .await
+        self.observe(
+            self.span("resources/list", Target::None, &context),
+            async { Ok(ListResourcesResult::default()) },
+            None,
+        )
+        .await
     }
 
     async fn list_resource_templates(
@@ -310,18 +333,18 @@ impl ServerHandler for McpServer {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        let span = self.span("resources/templates/list", Target::None, &context);
-        span.run(
-            async move {
+        self.observe(
+            self.span("resources/templates/list", Target::None, &context),
+            async {
                 Ok(ListResourceTemplatesResult::with_all_items(vec![
-            ResourceTemplate::new("comfyui://output/{type}/{+path}", "ComfyUI file")
-                .with_description(
-                    "A file in ComfyUI's output, temp or input folder, full size (the links \
-                     execution results carry).",
-                ),
-        ]))
+                    ResourceTemplate::new("comfyui://output/{type}/{+path}", "ComfyUI file")
+                        .with_description(
+                            "A file in ComfyUI's output, temp or input folder, full size (the \
+                             links execution results carry).",
+                        ),
+                ]))
             },
-            &self.label,
+            Some(McpMethod::ResourceTemplatesList),
         )
         .await
     }
@@ -331,9 +354,137 @@ impl ServerHandler for McpServer {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        let span = self.span("resources/read", Target::Resource(&request.uri), &context);
-        span.run(
-            async move {
+        self.observe(
+            self.span("resources/read", Target::Resource(&request.uri), &context),
+            self.read_output(request),
+            Some(McpMethod::ResourcesRead),
+        )
+        .await
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.app
+            .registry()
+            .get(name)
+            .map(|spec| spec.tool().clone())
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let span = self.span("tools/call", Target::Tool(&request.name), &context);
+        span.run(self.run_tool(request, context), &self.label).await
+    }
+}
+
+impl McpServer {
+    /// Runs one request inside its span; `method`, when given, is timed for the metrics
+    /// (`tools/call` is timed per tool in [`Self::run_tool`] instead).
+    async fn observe<T>(
+        &self,
+        span: span::RequestSpan,
+        request: impl Future<Output = Result<T, ErrorData>>,
+        method: Option<McpMethod>,
+    ) -> Result<T, ErrorData> {
+        let started = Instant::now();
+        let answer = span.run(request, &self.label).await;
+        if let Some(method) = method {
+            self.app.metrics().record_method(
+                method,
+                started.elapsed(),
+                answer.as_ref().err().map(rpc_error_type),
+            );
+        }
+        answer
+    }
+
+    async fn run_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let registry = self.app.registry();
+        let Some(spec) = registry.get(&request.name) else {
+            self.app.metrics().record_tool_call(
+                &request.name,
+                std::time::Duration::ZERO,
+                Some("unknown_tool"),
+            );
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "Unknown tool {:?}. Call tools/list to see the {} tools this server offers.",
+                    request.name,
+                    registry.len()
+                ),
+                Some(json!({ "tool": request.name })),
+            ));
+        };
+        let log_level = context
+            .meta
+            .log_level()
+            .or_else(|| self.session.log_level());
+        let cx = ToolContext {
+            app: self.app.clone(),
+            session: Arc::clone(&self.session),
+            cancelled: context.ct.clone(),
+            stateless: !self.initialized.load(std::sync::atomic::Ordering::Relaxed),
+            peer: Some(context.peer.clone()),
+            log_level,
+            progress_token: context.meta.get_progress_token(),
+            attachments: Arc::default(),
+        };
+        let started = Instant::now();
+        let running = self
+            .app
+            .in_flight()
+            .track_future(spec.call(cx.clone(), request.arguments));
+        // A tool watching `cancelled` is polled once more and may return its own result; any
+        // other is dropped at the next await.
+        let outcome = tokio::select! {
+            biased;
+            outcome = running => outcome,
+            () = context.ct.cancelled() => Err(ToolError::Cancelled),
+        };
+        let elapsed = started.elapsed();
+        let kind = outcome.as_ref().err().map(ToolError::kind);
+        self.app
+            .metrics()
+            .record_tool_call(&request.name, elapsed, kind);
+        let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+        match kind {
+            None => {
+                tracing::debug!(tool = %request.name, elapsed_ms, "tool call finished");
+                cx.log(
+                    LoggingLevel::Debug,
+                    format!("{} finished in {elapsed_ms:.1} ms", request.name),
+                )
+                .await;
+            }
+            Some(kind) => {
+                span::tool_error();
+                tracing::info!(tool = %request.name, error.type = kind, elapsed_ms, "tool call failed");
+                cx.log(
+                    LoggingLevel::Warning,
+                    format!("{} failed: {kind}", request.name),
+                )
+                .await;
+            }
+        }
+        let succeeded = outcome.is_ok();
+        let mut result = into_call_result(outcome);
+        if succeeded {
+            result.content.extend(cx.take_attachments());
+        }
+        Ok(result.into())
+    }
+
+    /// `resources/read`: a ComfyUI file named by a `comfyui://output/…` link.
+    async fn read_output(
+        &self,
+        request: ReadResourceRequestParams,
+    ) -> Result<ReadResourceResponse, ErrorData> {
         use base64::Engine as _;
         let uri = request.uri;
         let not_found =
@@ -383,93 +534,5 @@ impl ServerHandler for McpServer {
             ))),
             Err(error) => Err(ErrorData::internal_error(error.user_message(), None)),
         }
-        },
-            &self.label,
-        )
-        .await
-    }
-
-    fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.app
-            .registry()
-            .get(name)
-            .map(|spec| spec.tool().clone())
-    }
-
-    async fn call_tool(
-        &self,
-        request: CallToolRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, ErrorData> {
-        let span = self.span("tools/call", Target::Tool(&request.name), &context);
-        span.run(
-            async move {
-        let registry = self.app.registry();
-        let Some(spec) = registry.get(&request.name) else {
-            return Err(ErrorData::invalid_params(
-                format!(
-                    "Unknown tool {:?}. Call tools/list to see the {} tools this server offers.",
-                    request.name,
-                    registry.len()
-                ),
-                Some(json!({ "tool": request.name })),
-            ));
-        };
-        let log_level = context
-            .meta
-            .log_level()
-            .or_else(|| self.session.log_level());
-        let cx = ToolContext {
-            app: self.app.clone(),
-            session: Arc::clone(&self.session),
-            cancelled: context.ct.clone(),
-            stateless: !self.initialized.load(std::sync::atomic::Ordering::Relaxed),
-            peer: Some(context.peer.clone()),
-            log_level,
-            progress_token: context.meta.get_progress_token(),
-            attachments: Arc::default(),
-        };
-        let started = Instant::now();
-        let running = self
-            .app
-            .in_flight()
-            .track_future(spec.call(cx.clone(), request.arguments));
-        // A tool watching `cancelled` is polled once more and may return its own result; any
-        // other is dropped at the next await.
-        let outcome = tokio::select! {
-            biased;
-            outcome = running => outcome,
-            () = context.ct.cancelled() => Err(ToolError::Cancelled),
-        };
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-        match &outcome {
-            Ok(_) => {
-                tracing::debug!(tool = %request.name, elapsed_ms, "tool call finished");
-                cx.log(
-                    LoggingLevel::Debug,
-                    format!("{} finished in {elapsed_ms:.1} ms", request.name),
-                )
-                .await;
-            }
-            Err(error) => {
-                span::tool_error();
-                tracing::info!(tool = %request.name, error.type = error.kind(), elapsed_ms, "tool call failed");
-                cx.log(
-                    LoggingLevel::Warning,
-                    format!("{} failed: {}", request.name, error.kind()),
-                )
-                .await;
-            }
-        }
-        let succeeded = outcome.is_ok();
-        let mut result = into_call_result(outcome);
-        if succeeded {
-            result.content.extend(cx.take_attachments());
-        }
-        Ok(result.into())
-        },
-            &self.label,
-        )
-        .await
     }
 }

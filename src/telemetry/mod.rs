@@ -7,6 +7,7 @@
 //! tracing is then the log layer's own.
 
 pub mod logs;
+pub mod metrics;
 pub mod names;
 pub mod otlp;
 

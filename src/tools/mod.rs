@@ -14,6 +14,7 @@ pub struct NoParams {}
 pub mod comfy_api;
 pub mod execution;
 pub mod gpu;
+pub mod health;
 pub mod model_compat;
 pub mod sessions;
 pub mod workflow;
@@ -27,5 +28,6 @@ pub fn all() -> Vec<ToolSpec> {
     tools.extend(sessions::tools());
     tools.extend(execution::tools());
     tools.extend(gpu::tools());
+    tools.extend(health::tools());
     tools
 }

@@ -1,6 +1,7 @@
 //! MCP over HTTP: Streamable HTTP at `/mcp`, the legacy SSE bridge at `/sse` + `/messages`,
-//! and `/healthz` + `/readyz`. One guard checks every MCP request, in this order: Host,
-//! Origin, bearer token, body size, then the JSON-RPC shape of POST bodies.
+//! Prometheus metrics at `/metrics`, and `/healthz` + `/readyz`. One guard checks every MCP
+//! request and `/metrics`, in this order: Host, Origin, bearer token, body size, then the
+//! JSON-RPC shape of POST bodies.
 
 use std::sync::Arc;
 
@@ -109,7 +110,7 @@ pub async fn serve(
 
 /// The HTTP surface for any handler: the product uses [`McpServer`], the conformance
 /// fixture server its own handler, behind the same guard. With `app`, `/readyz` also reports
-/// where the ComfyUI connection stands.
+/// where the ComfyUI connection stands, and `/metrics` serves the server's metrics.
 pub fn router<H, F>(
     make: F,
     http: &HttpConfig,
@@ -132,6 +133,14 @@ where
         Arc::new(LocalSessionManager::default()),
         config,
     );
+    // Behind the same guard as /mcp: a scraper sends the Host it was configured with and
+    // can send the bearer token; nothing on /metrics needs a browser.
+    let metrics_routes = match &app {
+        Some(app) => Router::new()
+            .route("/metrics", get(metrics))
+            .with_state(app.clone()),
+        None => Router::new(),
+    };
     let health = Health {
         shutdown: shutdown.requested.clone(),
         app,
@@ -143,6 +152,7 @@ where
             http.max_body_bytes,
             shutdown.sessions.clone(),
         ))
+        .merge(metrics_routes)
         .layer(middleware::from_fn_with_state(guard, check));
     Router::new()
         .route("/healthz", get(healthz))
@@ -187,7 +197,22 @@ async fn readyz(State(health): State<Health>) -> Response {
     axum::Json(body).into_response()
 }
 
-/// The request checks shared by `/mcp`, `/sse` and `/messages`.
+/// Prometheus text exposition (format 0.0.4) of every metric in the catalogue.
+async fn metrics(State(app): State<AppState>) -> Response {
+    let mut gauges = app.gauges();
+    gauges.gpus = app.gpu().gauges().await;
+    let text = app.metrics().render_prometheus(&gauges);
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// The request checks shared by `/mcp`, `/sse`, `/messages` and `/metrics`.
 #[derive(Debug)]
 struct Guard {
     allowed_hosts: Vec<String>,

@@ -12,6 +12,7 @@ mod execution_client;
 mod gpu;
 mod http;
 mod inprocess;
+mod metrics;
 mod stdio;
 mod support;
 mod telemetry;
