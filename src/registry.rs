@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 use futures::future::BoxFuture;
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotations};
 use schemars::JsonSchema;
+use schemars::generate::Contract;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -202,8 +203,8 @@ where
     F: Fn(ToolContext, P) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<O, ToolError>> + Send + 'static,
 {
-    let input_schema = object_schema::<P>();
-    let output_schema = object_schema::<O::Schema>();
+    let input_schema = object_schema::<P>(Contract::Deserialize);
+    let output_schema = object_schema::<O::Schema>(Contract::Serialize);
     let parameter_names = input_schema
         .get("properties")
         .and_then(Value::as_object)
@@ -243,10 +244,12 @@ where
 }
 
 /// A JSON Schema 2020-12 object schema for `T`, self-contained (no `$ref`), so every client
-/// and form generator can read it.
-fn object_schema<T: JsonSchema>() -> JsonObject {
+/// and form generator can read it. Inputs are described as they are read (`Deserialize`),
+/// outputs as they are written (`Serialize`: a field left out when empty is not required).
+fn object_schema<T: JsonSchema>(contract: Contract) -> JsonObject {
     let mut settings = schemars::generate::SchemaSettings::draft2020_12();
     settings.inline_subschemas = true;
+    settings.contract = contract;
     let schema = settings.into_generator().into_root_schema_for::<T>();
     let mut root = schema.to_value();
     no_boolean_subschemas(&mut root);
@@ -569,6 +572,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn output_fields_left_out_when_empty_are_not_required() {
+        #[derive(serde::Serialize, schemars::JsonSchema)]
+        struct Out {
+            always: u32,
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            notes: Vec<String>,
+        }
+        let schema = object_schema::<Out>(Contract::Serialize);
+        assert_eq!(schema["required"], serde_json::json!(["always"]));
+        let empty = serde_json::to_value(Out {
+            always: 1,
+            notes: Vec::new(),
+        })
+        .expect("serializes");
+        let validator = jsonschema::validator_for(&Value::Object(schema)).expect("compiles");
+        assert!(validator.is_valid(&empty), "{empty}");
+    }
+
+    #[test]
     fn any_value_subschemas_are_written_as_objects() {
         #[derive(serde::Serialize, schemars::JsonSchema)]
         struct Out {
@@ -576,7 +598,7 @@ mod tests {
             many: Vec<Value>,
             maybe: Option<Value>,
         }
-        let schema = Value::Object(object_schema::<Out>());
+        let schema = Value::Object(object_schema::<Out>(Contract::Serialize));
         fn has_true(value: &Value) -> bool {
             match value {
                 Value::Object(map) => map.iter().any(|(k, v)| {
