@@ -248,7 +248,7 @@ async fn collector() -> (String, Received, CancellationToken) {
 }
 
 #[tokio::test]
-async fn spans_reach_an_otlp_collector_over_http() {
+async fn spans_and_metrics_reach_an_otlp_collector_over_http() {
     let fake = FakeComfy::start().await;
     let (endpoint, received, stop) = collector().await;
     let scratch = Scratch::new();
@@ -285,6 +285,25 @@ async fn spans_reach_an_otlp_collector_over_http() {
     assert!(contains(b"tools/call is_comfyui_running"), "span name");
     assert!(contains(b"trace-e2e"), "service name");
     assert!(contains(b"system_stats"), "the ComfyUI call");
+
+    // The meter provider flushes at exit: the tool call's duration and the ComfyUI request.
+    let metrics: Vec<_> = received
+        .iter()
+        .filter(|(path, _, _)| path == "/v1/metrics")
+        .collect();
+    assert!(!metrics.is_empty(), "no metrics export arrived");
+    let in_metrics = |needle: &[u8]| {
+        metrics
+            .iter()
+            .any(|(_, _, body)| body.windows(needle.len()).any(|w| w == needle))
+    };
+    assert!(
+        in_metrics(b"mcp.server.operation.duration"),
+        "duration histogram"
+    );
+    assert!(in_metrics(b"is_comfyui_running"), "the tool label");
+    assert!(in_metrics(b"comfyui.request.duration"), "ComfyUI requests");
+    assert!(in_metrics(b"trace-e2e"), "service name");
 }
 
 async fn run_stdio(scratch: &Scratch, env: &[(&str, &str)]) -> (String, String) {
