@@ -673,8 +673,10 @@ fn list(flag: &[String], env: &Env, key: &str) -> Vec<String> {
     flag.iter().cloned().chain(from_env).collect()
 }
 
-fn http_config(args: &ServeArgs, env: &Env) -> Result<HttpConfig, ConfigError> {
-    let bind = match (args.bind, env.get(ENV_BIND)) {
+/// The address `serve` listens on: the flag, else `COMFYUI_AGENT_BIND`, else the default.
+/// Also what `healthcheck` probes.
+pub fn serve_bind(flag: Option<SocketAddr>, env: &Env) -> Result<SocketAddr, ConfigError> {
+    Ok(match (flag, env.get(ENV_BIND)) {
         (Some(bind), _) => bind,
         (None, Some(raw)) => raw.parse().map_err(|_| {
             ConfigError::new(
@@ -687,7 +689,11 @@ fn http_config(args: &ServeArgs, env: &Env) -> Result<HttpConfig, ConfigError> {
         (None, None) => DEFAULT_BIND
             .parse()
             .expect("the default bind address is valid"),
-    };
+    })
+}
+
+fn http_config(args: &ServeArgs, env: &Env) -> Result<HttpConfig, ConfigError> {
+    let bind = serve_bind(args.bind, env)?;
     let token = match args.token.as_deref().or_else(|| env.get(ENV_TOKEN)) {
         None => None,
         Some(token) => {

@@ -54,6 +54,9 @@ pub enum StartupError {
     Registry(String),
     #[error(transparent)]
     Comfy(#[from] crate::comfy::ClientSetupError),
+    /// `healthcheck` found the server down or unhealthy (exit status 1, not 2).
+    #[error("{0}")]
+    Unhealthy(String),
 }
 
 /// One problem with a tool's arguments, found by schema validation.

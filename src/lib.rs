@@ -42,6 +42,12 @@ pub async fn run_with_env(
     env: &config::Env,
     meter: Option<opentelemetry::metrics::Meter>,
 ) -> Result<(), StartupError> {
+    // The probe needs only the listen address: no ComfyUI, no state, no telemetry.
+    if let Command::Healthcheck(args) = &cli.command {
+        return cli::healthcheck(args, env)
+            .await
+            .map_err(StartupError::Unhealthy);
+    }
     let config = Config::resolve(&cli, env)?;
     let app = AppState::with_meter(config, meter)?;
     match cli.command {
@@ -52,6 +58,7 @@ pub async fn run_with_env(
         }
         Command::Tools(format) => cli::print_tools(app.registry(), &format),
         Command::Gpu(args) => cli::print_gpu(&app, &args).await,
+        Command::Healthcheck(_) => Ok(()),
     }
 }
 

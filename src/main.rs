@@ -3,11 +3,14 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use comfyui_agent::cli::Cli;
+use comfyui_agent::cli::{Cli, Command};
 use comfyui_agent::{config, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Healthcheck(_) = &cli.command {
+        return healthcheck(cli);
+    }
     // Settings are read once; telemetry starts before the runtime so that start-up problems
     // are logged, and is flushed after it so that the last spans are sent.
     let started =
@@ -41,6 +44,29 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!("comfyui-agent: {error}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `healthcheck`, run every few seconds by container engines: no telemetry, one thread, and
+/// exit status 1 for every failure (Docker reserves 2).
+fn healthcheck(cli: Cli) -> ExitCode {
+    let outcome = config::Env::from_process_and_dotenv(std::path::Path::new(".env"))
+        .map_err(|error| error.to_string())
+        .and_then(|env| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|error| format!("cannot start the async runtime: {error}"))?;
+            runtime
+                .block_on(comfyui_agent::run_with_env(cli, &env, None))
+                .map_err(|error| error.to_string())
+        });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(line) => {
+            eprintln!("comfyui-agent healthcheck: {line}");
+            ExitCode::FAILURE
         }
     }
 }

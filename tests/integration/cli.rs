@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::support::Scratch;
+use crate::support::{HttpServer, Scratch};
 
 #[tokio::test]
 async fn a_bad_setting_stops_start_up_with_one_clear_line() {
@@ -108,5 +108,128 @@ async fn docs_tools_md_is_the_generated_reference() {
         committed.trim_end(),
         generated.trim_end(),
         "docs/tools.md is stale: run `cargo run -- tools --markdown > docs/tools.md`"
+    );
+}
+
+#[tokio::test]
+async fn healthcheck_passes_against_a_running_server() {
+    let scratch = Scratch::new();
+    let server = HttpServer::spawn(&scratch, &[], &[]).await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    for extra in [&[][..], &["--ready"][..]] {
+        let mut args = vec!["healthcheck", "--bind", addr.as_str()];
+        args.extend_from_slice(extra);
+        let output = scratch.command(&args).output().await.expect("run");
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.stdout.is_empty());
+    }
+    // The address can come from the same setting `serve` reads.
+    let output = scratch
+        .command(&["healthcheck"])
+        .env("COMFYUI_AGENT_BIND", &addr)
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(output.status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn healthcheck_fails_with_one_line_when_nothing_listens() {
+    let scratch = Scratch::new();
+    // A port that was free a moment ago and is closed now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port")
+        .port();
+    let bind = format!("0.0.0.0:{port}");
+    let output = scratch
+        .command(&["healthcheck", "--bind", &bind])
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1), "unhealthy is 1, never 2");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("http://127.0.0.1:{port}/healthz")),
+        "the wildcard bind is probed on loopback: {stderr}"
+    );
+    assert!(stderr.to_lowercase().contains("refused"), "{stderr}");
+    assert!(stderr.contains("COMFYUI_AGENT_BIND"), "{stderr}");
+}
+
+/// Every setting the code reads: each `const ENV_*: &str = "..."` in `src/`, and any other
+/// `"COMFYUI_*"`, `"OTEL_*"` or `"RUST_LOG"` literal outside test modules.
+fn settings_read_by_the_code() -> std::collections::BTreeSet<String> {
+    fn is_setting(name: &str) -> bool {
+        (name.starts_with("COMFYUI_") || name.starts_with("OTEL_") || name == "RUST_LOG")
+            && name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    }
+    fn visit(dir: &std::path::Path, names: &mut std::collections::BTreeSet<String>) {
+        for entry in std::fs::read_dir(dir).expect("read src") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                visit(&path, names);
+                continue;
+            }
+            if path.extension().is_none_or(|ext| ext != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("read source");
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for literal in code.split('"').skip(1).step_by(2) {
+                if is_setting(literal) {
+                    names.insert(literal.to_string());
+                }
+            }
+        }
+    }
+    let mut names = std::collections::BTreeSet::new();
+    visit(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut names,
+    );
+    names
+}
+
+#[test]
+fn env_example_lists_every_setting_and_nothing_else() {
+    let code = settings_read_by_the_code();
+    assert!(
+        code.contains("COMFYUI_AGENT_TOKEN") && code.contains("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        "the source scan found {code:?}"
+    );
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".env.example"),
+    )
+    .expect(".env.example exists");
+    let listed: std::collections::BTreeSet<String> = example
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim_start_matches('#').trim();
+            let (name, _) = line.split_once('=')?;
+            (!name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+            .then(|| name.to_string())
+        })
+        .collect();
+    let missing: Vec<_> = code.difference(&listed).collect();
+    let unknown: Vec<_> = listed.difference(&code).collect();
+    assert!(
+        missing.is_empty(),
+        ".env.example lacks settings the code reads: {missing:?}; add each with its default and meaning"
+    );
+    assert!(
+        unknown.is_empty(),
+        ".env.example lists settings the code never reads: {unknown:?}; remove them"
     );
 }
