@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and integration tests, real MCP clients
-# (Python and TypeScript SDKs), the official conformance suite and a short fuzzing smoke.
+# (Python and TypeScript SDKs), the official conformance suite, offline checks of the CI,
+# container and pre-commit files, and a short fuzzing smoke.
 # Installs the npm and pip packages it needs into .cache/ on first use, and cargo-fuzz into
 # ~/.cache/comfyui-agent/bin.
 #
@@ -41,6 +42,9 @@ bash tests/interop/run.sh
 
 step "Official MCP conformance suite"
 bash tests/conformance/run.sh
+
+step "Shipping files: workflows, zizmor, compose, hadolint, pre-commit"
+bash scripts/ship-checks.sh
 
 step "Fuzzing smoke (${FUZZ_SECONDS:-20}s per target)"
 bash scripts/fuzz-smoke.sh
