@@ -353,25 +353,7 @@ fn comfyui_url(flag: Option<&str>, env: &Env) -> Result<Url, ConfigError> {
 
 fn parse_comfyui_url(setting: &'static str, raw: &str) -> Result<Url, ConfigError> {
     const FIX: &str = "Set it to ComfyUI's address, like http://127.0.0.1:8188 (a base path such as https://host/comfy/ is fine).";
-    let mut url = Url::parse(raw).map_err(|error| {
-        ConfigError::new(
-            setting,
-            raw,
-            format!("which is not a valid address ({error})"),
-            FIX,
-        )
-    })?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(ConfigError::new(
-            setting,
-            raw,
-            "which is not an http or https address",
-            FIX,
-        ));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(ConfigError::new(setting, raw, "which has no host", FIX));
-    }
+    let mut url = http_url(setting, raw, FIX)?;
     if url.query().is_some() || url.fragment().is_some() {
         return Err(ConfigError::new(
             setting,
@@ -383,6 +365,30 @@ fn parse_comfyui_url(setting: &'static str, raw: &str) -> Result<Url, ConfigErro
     if !url.path().ends_with('/') {
         let path = format!("{}/", url.path());
         url.set_path(&path);
+    }
+    Ok(url)
+}
+
+/// An `http`/`https` address with a host, or an error naming `setting` and `fix`.
+pub(crate) fn http_url(setting: &'static str, raw: &str, fix: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(raw).map_err(|error| {
+        ConfigError::new(
+            setting,
+            raw,
+            format!("which is not a valid address ({error})"),
+            fix,
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ConfigError::new(
+            setting,
+            raw,
+            "which is not an http or https address",
+            fix,
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(ConfigError::new(setting, raw, "which has no host", fix));
     }
     Ok(url)
 }

@@ -273,24 +273,11 @@ fn signal_endpoint(
 }
 
 fn endpoint_url(setting: &'static str, raw: &str) -> Result<Url, ConfigError> {
-    const FIX: &str = "Set it to the collector's OTLP/HTTP address, like http://localhost:4318.";
-    let url = Url::parse(raw).map_err(|error| {
-        ConfigError::new(
-            setting,
-            raw,
-            format!("which is not a valid address ({error})"),
-            FIX,
-        )
-    })?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
-        return Err(ConfigError::new(
-            setting,
-            raw,
-            "which is not an http or https address",
-            FIX,
-        ));
-    }
-    Ok(url)
+    crate::config::http_url(
+        setting,
+        raw,
+        "Set it to the collector's OTLP/HTTP address, like http://localhost:4318.",
+    )
 }
 
 /// `key=value,key=value` (values percent-decoded), as the OTel variables write lists.
