@@ -1,0 +1,349 @@
+//! What is installed in the user's ComfyUI, read from disk (ComfyUI need not run): the model
+//! inventory (cached, revalidated by statting folders), the custom node packs, and a pack's
+//! source. Other tools ask here whether a model or a pack is installed, through
+//! [`crate::AppState::install_index`].
+//!
+//! Everything here does blocking file I/O: call it from `spawn_blocking`.
+
+pub mod models;
+pub mod nodes;
+pub mod source;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use crate::comfy::discovery::{Host, Install, ModelFolders, model_folders};
+use crate::error::ToolError;
+use crate::paths::PathPolicy;
+use models::{FolderScan, ModelInventory};
+use nodes::PackList;
+use source::NodeSource;
+
+/// How recent a folder change must be for a cached scan of it not to be trusted: some file
+/// systems (FAT, exFAT, network shares) keep times to the second or two, so a change right
+/// after a scan could carry the same time as the scan saw.
+pub const RACY_WINDOW: Duration = Duration::from_secs(2);
+
+/// Why an install question could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error(
+        "The ComfyUI folder on this machine isn't known, so its models and custom nodes can't be read."
+    )]
+    NoInstall,
+    #[error("{given:?} is not a model folder name: {problem}.")]
+    BadKindName {
+        given: String,
+        problem: &'static str,
+    },
+    #[error("There is no model folder of kind {given:?} in this ComfyUI.")]
+    UnknownKind {
+        given: String,
+        available: Vec<String>,
+    },
+    #[error("{given:?} is not a custom node pack name: {problem}.")]
+    BadPackName {
+        given: String,
+        problem: &'static str,
+    },
+    #[error("No custom node pack named {given:?} is installed.")]
+    NoSuchPack { given: String, similar: Vec<String> },
+    #[error("The pack {pack} has no __init__.py.")]
+    NoInitPy {
+        pack: String,
+        python_files: Vec<String>,
+    },
+    #[error("The pack {pack} has no file {file}.")]
+    NoSuchFile {
+        pack: String,
+        file: String,
+        python_files: Vec<String>,
+    },
+    #[error("{file:?} can't be read as source: {problem}.")]
+    BadSourceFile { file: String, problem: String },
+    #[error("Refused to read from the pack {pack}: {what}.")]
+    OutsidePack { pack: String, what: String },
+    #[error("The pack {pack} is a link to {}, outside the custom_nodes folders, so its source isn't read.", target.display())]
+    LinkedOutside { pack: String, target: PathBuf },
+    #[error("{} could not be read: {problem}", path.display())]
+    Unreadable { path: PathBuf, problem: String },
+    #[error("No custom_nodes folder was found in {}.", base.display())]
+    NoCustomNodes { base: PathBuf },
+}
+
+impl InstallError {
+    /// The next step for the artist.
+    pub fn hint(&self) -> String {
+        match self {
+            Self::NoInstall => "Set COMFYUI_DIR (or --comfyui-dir) to your ComfyUI folder, the one holding models and custom_nodes, and restart the server.".into(),
+            Self::BadKindName { .. } => "Give a folder kind such as checkpoints, loras or vae; get_models_summary lists them.".into(),
+            Self::UnknownKind { available, .. } if available.is_empty() => {
+                "This ComfyUI has no model folders yet; check that COMFYUI_DIR points at the right folder.".into()
+            }
+            Self::UnknownKind { available, .. } => {
+                format!("Available kinds: {}.", available.join(", "))
+            }
+            Self::BadPackName { .. } => {
+                "Give the pack's name exactly as list_custom_nodes shows it.".into()
+            }
+            Self::NoSuchPack { similar, .. } if similar.is_empty() => {
+                "list_custom_nodes shows the installed packs.".into()
+            }
+            Self::NoSuchPack { similar, .. } => format!("Similar packs: {}.", similar.join(", ")),
+            Self::NoInitPy { python_files, .. } | Self::NoSuchFile { python_files, .. }
+                if python_files.is_empty() =>
+            {
+                "The pack has no Python files at its top level; pass a file inside it as `file`.".into()
+            }
+            Self::NoInitPy { python_files, .. } | Self::NoSuchFile { python_files, .. } => format!(
+                "Its Python files: {}. Pass one as `file`.",
+                python_files.join(", ")
+            ),
+            Self::BadSourceFile { .. } => "Give a text file inside the pack, relative to its folder, e.g. nodes.py.".into(),
+            Self::OutsidePack { .. } => "Only files inside the pack's own folder are read.".into(),
+            Self::LinkedOutside { .. } => "To allow it, add that folder to COMFYUI_AGENT_ALLOWED_ROOTS and restart the server.".into(),
+            Self::Unreadable { .. } => "Check the file's permissions and try again.".into(),
+            Self::NoCustomNodes { .. } => "Check that COMFYUI_DIR points at your ComfyUI folder (the one holding custom_nodes).".into(),
+        }
+    }
+}
+
+impl From<InstallError> for ToolError {
+    fn from(error: InstallError) -> Self {
+        let hint = error.hint();
+        Self::rejected(error.to_string(), hint)
+    }
+}
+
+/// A model folder kind as a client gives it: checked against a strict character set before
+/// it is looked up among known kinds (it is never joined onto a path).
+pub fn check_kind_name(raw: &str) -> Result<&str, InstallError> {
+    let kind = raw.trim();
+    let bad = |problem| InstallError::BadKindName {
+        given: raw.chars().take(80).collect(),
+        problem,
+    };
+    if kind.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if kind.len() > 64 {
+        return Err(bad("it is longer than any folder kind"));
+    }
+    if kind.contains(['/', '\\']) || kind.contains("..") {
+        return Err(bad("it looks like a path; give only the kind, e.g. loras"));
+    }
+    if kind.starts_with('.')
+        || !kind
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b' '))
+    {
+        return Err(bad("only letters, digits, _ - . and spaces are allowed"));
+    }
+    Ok(kind)
+}
+
+/// A view of the model inventory, with whether it came from the cache.
+#[derive(Debug, Clone)]
+pub struct ModelsView {
+    pub inventory: Arc<ModelInventory>,
+    /// Served from the cache: no folder changed since the last scan.
+    pub cached: bool,
+}
+
+/// The install questions' shared state: the install, and the model scan cache. One per
+/// [`crate::AppState`].
+#[derive(Debug)]
+pub struct InstallIndex {
+    install: Option<Install>,
+    host: Host,
+    racy_window: Duration,
+    /// Held while checking and (re)scanning, so two calls at once scan once.
+    models: Mutex<Option<ModelCache>>,
+}
+
+/// What the last scan saw.
+#[derive(Debug)]
+struct ModelCache {
+    /// Times of the files and folders `model_folders` reads, to notice a new kind folder or
+    /// an edited `extra_model_paths.yaml`.
+    layout_stamps: Vec<(PathBuf, Option<(SystemTime, u64)>)>,
+    layout_racy: bool,
+    folders: ModelFolders,
+    scans: HashMap<PathBuf, Arc<FolderScan>>,
+    inventory: Arc<ModelInventory>,
+}
+
+impl InstallIndex {
+    pub fn new(install: Option<Install>, host: Host) -> Self {
+        Self {
+            install,
+            host,
+            racy_window: RACY_WINDOW,
+            models: Mutex::new(None),
+        }
+    }
+
+    /// Sets how recent a change makes a folder's cached scan untrusted (tests use zero to
+    /// see the cache at work on folders they just made).
+    pub fn with_racy_window(mut self, window: Duration) -> Self {
+        self.racy_window = window;
+        self
+    }
+
+    /// The install, or the error telling the artist to set `COMFYUI_DIR`.
+    pub fn install(&self) -> Result<&Install, InstallError> {
+        self.install.as_ref().ok_or(InstallError::NoInstall)
+    }
+
+    /// Every model folder of every kind, as `model_folders` reads them now (uncached).
+    pub fn folders(&self) -> Result<ModelFolders, InstallError> {
+        Ok(model_folders(self.install()?, &self.host))
+    }
+
+    /// The model inventory: from the cache when no folder changed since the last scan (a
+    /// `stat` per folder), else rescanning only the folders that changed.
+    pub fn models(&self) -> Result<ModelsView, InstallError> {
+        let install = self.install()?;
+        let mut guard = self
+            .models
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let previous = guard.take();
+        let layout_valid = previous.as_ref().is_some_and(|cache| {
+            !cache.layout_racy && cache.layout_stamps == layout_stamps(install)
+        });
+        let (stamps, folders, old_scans, old_inventory) = match previous {
+            Some(cache) if layout_valid => (
+                cache.layout_stamps,
+                cache.folders,
+                cache.scans,
+                Some(cache.inventory),
+            ),
+            Some(cache) => (
+                layout_stamps(install),
+                model_folders(install, &self.host),
+                cache.scans,
+                None,
+            ),
+            None => (
+                layout_stamps(install),
+                model_folders(install, &self.host),
+                HashMap::new(),
+                None,
+            ),
+        };
+        let layout_racy = layout_is_racy(&stamps, self.racy_window);
+        let mut scans = HashMap::with_capacity(old_scans.len());
+        let mut rescanned = false;
+        for folder in folders.kinds.values().flatten() {
+            if scans.contains_key(&folder.path) {
+                continue;
+            }
+            let scan = match old_scans.get(&folder.path) {
+                Some(scan) if scan.still_valid() => Arc::clone(scan),
+                _ => {
+                    rescanned = true;
+                    Arc::new(FolderScan::scan(&folder.path, self.racy_window))
+                }
+            };
+            scans.insert(folder.path.clone(), scan);
+        }
+        let (inventory, cached) = match old_inventory {
+            Some(inventory) if !rescanned => (inventory, true),
+            _ => {
+                let kinds: BTreeMap<String, Vec<PathBuf>> = folders
+                    .kinds
+                    .iter()
+                    .map(|(kind, list)| {
+                        (kind.clone(), list.iter().map(|f| f.path.clone()).collect())
+                    })
+                    .collect();
+                let notes = folders
+                    .notes
+                    .iter()
+                    .map(|note| note.user_message())
+                    .collect();
+                (
+                    Arc::new(ModelInventory::assemble(
+                        install.models_dir(),
+                        &kinds,
+                        &scans,
+                        notes,
+                    )),
+                    false,
+                )
+            }
+        };
+        *guard = Some(ModelCache {
+            layout_stamps: stamps,
+            layout_racy,
+            folders,
+            scans,
+            inventory: Arc::clone(&inventory),
+        });
+        Ok(ModelsView { inventory, cached })
+    }
+
+    /// Every custom node pack in every custom_nodes folder (the install's, then any a model
+    /// paths file adds), enabled or disabled.
+    pub fn custom_nodes(&self) -> Result<PackList, InstallError> {
+        let install = self.install()?;
+        let folders = model_folders(install, &self.host);
+        let directories: Vec<PathBuf> = folders
+            .custom_nodes
+            .iter()
+            .filter(|folder| folder.exists)
+            .map(|folder| folder.path.clone())
+            .collect();
+        if directories.is_empty() {
+            return Err(InstallError::NoCustomNodes {
+                base: install.base_dir.clone(),
+            });
+        }
+        Ok(nodes::list_packs(&directories))
+    }
+
+    /// Part of a pack's source; see [`source::read_node_source`].
+    pub fn read_node_source(
+        &self,
+        policy: &PathPolicy,
+        node_pack: &str,
+        file: Option<&str>,
+        max_lines: usize,
+    ) -> Result<NodeSource, InstallError> {
+        source::check_pack_name(node_pack)?;
+        let packs = self.custom_nodes()?;
+        source::read_node_source(&packs, policy, node_pack, file, max_lines)
+    }
+}
+
+/// Modification time and length of the folders and files `model_folders` reads.
+fn layout_stamps(install: &Install) -> Vec<(PathBuf, Option<(SystemTime, u64)>)> {
+    let mut paths: Vec<PathBuf> = vec![
+        install.base_dir.clone(),
+        install.models_dir(),
+        install.output_dir(),
+    ];
+    paths.extend(install.extra_model_paths.iter().cloned());
+    paths
+        .into_iter()
+        .map(|path| {
+            let stamp = stamp(&path);
+            (path, stamp)
+        })
+        .collect()
+}
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.modified().ok()?, metadata.len()))
+}
+
+fn layout_is_racy(stamps: &[(PathBuf, Option<(SystemTime, u64)>)], window: Duration) -> bool {
+    let now = SystemTime::now();
+    stamps.iter().any(|(_, stamp)| {
+        stamp.is_some_and(|(time, _)| time.checked_add(window).is_none_or(|t| t >= now))
+    })
+}
