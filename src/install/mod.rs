@@ -347,3 +347,292 @@ fn layout_is_racy(stamps: &[(PathBuf, Option<(SystemTime, u64)>)], window: Durat
         stamp.is_some_and(|(time, _)| time.checked_add(window).is_none_or(|t| t >= now))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::comfy::discovery::{HostOs, Layout, discover_install};
+
+    fn host(os: HostOs, home: &Path) -> Host {
+        Host {
+            os,
+            home: Some(home.to_path_buf()),
+            appdata: None,
+            local_appdata: None,
+            xdg_config_home: None,
+        }
+    }
+
+    fn write(path: &Path, bytes: &[u8]) {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, bytes).expect("write");
+    }
+
+    fn index_for(host: Host) -> InstallIndex {
+        let install = discover_install(&host, None)
+            .install
+            .expect("install found");
+        InstallIndex::new(Some(install), host).with_racy_window(Duration::ZERO)
+    }
+
+    fn counts(view: &ModelsView) -> Vec<(String, usize)> {
+        view.inventory
+            .kinds
+            .iter()
+            .filter(|(_, models)| !models.files.is_empty())
+            .map(|(kind, models)| (kind.clone(), models.files.len()))
+            .collect()
+    }
+
+    fn names(view: &ModelsView, kind: &str) -> Vec<String> {
+        view.inventory
+            .kind(kind)
+            .map(|(_, models)| models.files.iter().map(|f| f.name.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// A Linux install with GGUF files under both `unet` and `diffusion_models`, a model in
+    /// `output/checkpoints`, and an `extra_model_paths.yaml` adding a shared drive.
+    #[test]
+    fn a_linux_install_lists_every_kind_with_legacy_folders_merged_and_extra_paths_added() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let home = home.path();
+        let base = home.join("ComfyUI");
+        write(&base.join("main.py"), b"");
+        write(&base.join("models/checkpoints/sd15.safetensors"), b"12345");
+        write(&base.join("models/unet/flux1-dev-Q4_K_S.gguf"), b"123");
+        write(&base.join("models/diffusion_models/wan/wan2.1.gguf"), b"1");
+        write(&base.join("models/clip/t5xxl.safetensors"), b"1");
+        write(&base.join("models/configs/v1-inference.yaml"), b"x");
+        write(&base.join("models/loras/put_loras_here"), b"");
+        write(&base.join("output/checkpoints/merged.safetensors"), b"1");
+        let shared = home.join("shared");
+        write(&shared.join("lora/style.safetensors"), b"12");
+        write(
+            &shared.join("nodes/extra_pack/__init__.py"),
+            b"NODE_CLASS_MAPPINGS = {}",
+        );
+        write(&base.join("custom_nodes/local_pack/__init__.py"), b"");
+        write(
+            &base.join("extra_model_paths.yaml"),
+            format!(
+                "shared:\n  base_path: {}\n  loras: lora\n  custom_nodes: nodes\n",
+                shared.display()
+            )
+            .as_bytes(),
+        );
+        let index = index_for(host(HostOs::Linux, home));
+        let view = index.models().expect("models");
+        assert!(!view.cached);
+        assert_eq!(
+            counts(&view),
+            vec![
+                ("checkpoints".to_string(), 2),
+                ("diffusion_models".to_string(), 2),
+                ("loras".to_string(), 1),
+                ("text_encoders".to_string(), 1),
+            ]
+        );
+        assert_eq!(
+            names(&view, "unet"),
+            vec!["flux1-dev-Q4_K_S.gguf", "wan/wan2.1.gguf"]
+        );
+        let (_, loras) = view.inventory.kind("loras").expect("loras");
+        assert_eq!(loras.folders.len(), 2);
+        assert_eq!(
+            loras.folder_of(&loras.files[0]),
+            shared.join("lora").as_path()
+        );
+        assert!(
+            view.inventory
+                .find("checkpoints", "merged.safetensors")
+                .is_some()
+        );
+        assert_eq!(view.inventory.total_bytes, 5 + 3 + 1 + 1 + 1 + 2);
+        assert!(view.inventory.kinds.contains_key("configs"));
+
+        let packs = index.custom_nodes().expect("packs");
+        assert_eq!(packs.directories.len(), 2);
+        let names: Vec<&str> = packs.packs.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, vec!["extra_pack", "local_pack"]);
+    }
+
+    #[test]
+    fn a_macos_install_in_documents_is_read() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let base = home.path().join("Documents/ComfyUI");
+        write(&base.join("main.py"), b"");
+        write(&base.join("models/vae/ae.safetensors"), b"1");
+        let index = index_for(host(HostOs::MacOs, home.path()));
+        assert_eq!(
+            names(&index.models().expect("models"), "vae"),
+            vec!["ae.safetensors"]
+        );
+    }
+
+    #[test]
+    fn a_windows_portable_install_is_read_inside_its_outer_folder() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let outer = home.path().join("Desktop/ComfyUI_windows_portable");
+        std::fs::create_dir_all(outer.join("python_embeded")).expect("mkdir");
+        let base = outer.join("ComfyUI");
+        write(&base.join("main.py"), b"");
+        write(&base.join("models/upscale_models/4x.pth"), b"1");
+        write(&base.join("custom_nodes/ComfyUI-Manager/__init__.py"), b"");
+        let index = index_for(host(HostOs::Windows, home.path()));
+        assert_eq!(index.install().expect("install").layout, Layout::Portable);
+        assert_eq!(
+            names(&index.models().expect("models"), "upscale_models"),
+            vec!["4x.pth"]
+        );
+        assert_eq!(index.custom_nodes().expect("packs").packs.len(), 1);
+    }
+
+    #[test]
+    fn a_desktop_install_reads_the_apps_model_paths_file() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let home = home.path();
+        let base = home.join("Documents/ComfyUI");
+        write(&base.join("models/checkpoints/a.safetensors"), b"1");
+        let settings = home.join("Library/Application Support/ComfyUI");
+        write(
+            &settings.join("config.json"),
+            format!(
+                r#"{{"basePath":{}}}"#,
+                serde_json::to_string(&base).expect("json")
+            )
+            .as_bytes(),
+        );
+        let legacy = home.join("old/ComfyUI");
+        write(&legacy.join("models/checkpoints/b.ckpt"), b"1");
+        write(
+            &settings.join("extra_models_config.yaml"),
+            format!(
+                "comfyui_desktop:\n  base_path: {}\n  checkpoints: models/checkpoints\n",
+                legacy.display()
+            )
+            .as_bytes(),
+        );
+        let index = index_for(host(HostOs::MacOs, home));
+        assert_eq!(index.install().expect("install").layout, Layout::Desktop);
+        assert_eq!(
+            names(&index.models().expect("models"), "checkpoints"),
+            vec!["a.safetensors", "b.ckpt"]
+        );
+    }
+
+    #[test]
+    fn the_cache_answers_until_a_folder_or_the_paths_file_changes() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let base = home.path().join("ComfyUI");
+        write(&base.join("main.py"), b"");
+        write(&base.join("models/loras/a.safetensors"), b"1");
+        let index = index_for(host(HostOs::Linux, home.path()));
+        assert!(!index.models().expect("first").cached);
+        assert!(index.models().expect("second").cached);
+
+        write(&base.join("models/loras/b.safetensors"), b"1");
+        let view = index.models().expect("after a new file");
+        assert!(!view.cached);
+        assert_eq!(names(&view, "loras").len(), 2);
+
+        write(&base.join("models/ipadapter/ip.bin"), b"1");
+        let view = index.models().expect("after a new kind");
+        assert_eq!(names(&view, "ipadapter"), vec!["ip.bin"]);
+
+        let drive = home.path().join("drive");
+        write(&drive.join("loras/c.safetensors"), b"1");
+        write(
+            &base.join("extra_model_paths.yaml"),
+            format!("d:\n  base_path: {}\n  loras: loras\n", drive.display()).as_bytes(),
+        );
+        let view = index.models().expect("after a new paths file");
+        assert_eq!(names(&view, "loras").len(), 3);
+
+        write(&base.join("extra_model_paths.yaml"), b"d: [broken\n");
+        let view = index.models().expect("after a broken paths file");
+        assert_eq!(names(&view, "loras").len(), 2);
+        assert_eq!(view.inventory.notes.len(), 1, "{:?}", view.inventory.notes);
+        assert!(index.models().expect("again").cached);
+    }
+
+    #[test]
+    fn two_calls_at_once_scan_once() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let base = home.path().join("ComfyUI");
+        write(&base.join("main.py"), b"");
+        for n in 0..200 {
+            write(&base.join(format!("models/loras/{n}.safetensors")), b"1");
+        }
+        let index = index_for(host(HostOs::Linux, home.path()));
+        let cached: Vec<bool> = std::thread::scope(|scope| {
+            let calls: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| index.models().expect("models").cached))
+                .collect();
+            calls
+                .into_iter()
+                .map(|c| c.join().expect("joins"))
+                .collect()
+        });
+        assert_eq!(cached.iter().filter(|c| !**c).count(), 1, "{cached:?}");
+    }
+
+    #[test]
+    fn without_an_install_every_question_says_to_set_comfyui_dir() {
+        let index = InstallIndex::new(None, Host::current());
+        for error in [
+            index.models().err(),
+            index.custom_nodes().err(),
+            index.folders().err(),
+        ] {
+            let error = error.expect("refused");
+            assert!(matches!(error, InstallError::NoInstall));
+            assert!(error.hint().contains("COMFYUI_DIR"));
+        }
+    }
+
+    #[test]
+    fn an_install_without_custom_nodes_says_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let install = discover_install(&host(HostOs::Linux, dir.path()), Some(dir.path()))
+            .install
+            .expect("configured");
+        let index = InstallIndex::new(Some(install), host(HostOs::Linux, dir.path()));
+        assert!(matches!(
+            index.custom_nodes(),
+            Err(InstallError::NoCustomNodes { .. })
+        ));
+        assert!(index.models().expect("empty").inventory.kinds.is_empty());
+    }
+
+    #[test]
+    fn kind_names_are_plain_names_never_paths() {
+        for bad in [
+            "../",
+            "..",
+            "/etc",
+            "..\\",
+            "checkpoints/../..",
+            "checkpoints\\..\\..",
+            "C:\\Windows",
+            ".hidden",
+            "",
+            "a\0b",
+            "loras;rm",
+        ] {
+            assert!(
+                matches!(check_kind_name(bad), Err(InstallError::BadKindName { .. })),
+                "{bad:?}"
+            );
+        }
+        for good in [
+            "checkpoints",
+            "LLavacheckpoints",
+            "ultralytics_bbox",
+            "sams",
+            "unet",
+        ] {
+            assert_eq!(check_kind_name(good).expect(good), good);
+        }
+    }
+}

@@ -431,3 +431,206 @@ async fn read_node_source(
         enabled: source.enabled,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::config::Config;
+
+    fn write(path: &Path, bytes: &[u8]) {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, bytes).expect("write");
+    }
+
+    /// An app whose configured ComfyUI folder holds a few models and packs.
+    fn app(dir: &Path) -> AppState {
+        let base = dir.join("ComfyUI");
+        write(&base.join("main.py"), b"");
+        write(
+            &base.join("models/checkpoints/sdxl/base.safetensors"),
+            &[0; 2048],
+        );
+        write(&base.join("models/checkpoints/a.ckpt"), b"1");
+        write(&base.join("models/unet/flux-Q8_0.gguf"), b"12");
+        write(
+            &base.join("custom_nodes/ComfyUI-KJNodes/__init__.py"),
+            b"NODE_CLASS_MAPPINGS = {}\n",
+        );
+        write(&base.join("custom_nodes/ComfyUI-KJNodes/README.md"), b"");
+        write(&base.join("custom_nodes/old.disabled/__init__.py"), b"");
+        let mut config = Config::for_data_dir(dir.join("data"));
+        config.comfyui_dir = Some(base);
+        AppState::new(config).expect("app")
+    }
+
+    async fn call(app: &AppState, name: &str, arguments: Value) -> Result<Value, ToolError> {
+        let spec = app.registry().get(name).expect("registered");
+        spec.call(
+            ToolContext::detached(app.clone()),
+            arguments.as_object().cloned(),
+        )
+        .await
+    }
+
+    fn message(outcome: Result<Value, ToolError>) -> String {
+        outcome.expect_err("refused").user_message()
+    }
+
+    #[tokio::test]
+    async fn list_models_answers_in_each_format_and_accepts_legacy_kind_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = app(dir.path());
+        let summary = call(&app, "list_models", json!({"model_type": "checkpoints"}))
+            .await
+            .expect("lists");
+        assert_eq!(summary["count"], 2);
+        assert_eq!(
+            summary["models"],
+            json!([{"name": "a.ckpt", "size": "1.0 B"}, {"name": "sdxl/base.safetensors", "size": "2.0 KB"}])
+        );
+        let names = call(
+            &app,
+            "list_models",
+            json!({"model_type": "unet", "format": "names_only"}),
+        )
+        .await
+        .expect("lists");
+        assert_eq!(names["model_type"], "diffusion_models");
+        assert_eq!(names["models"], json!(["flux-Q8_0.gguf"]));
+        let full = call(
+            &app,
+            "list_models",
+            json!({"model_type": "checkpoints", "format": "full", "name_filter": "SDXL"}),
+        )
+        .await
+        .expect("lists");
+        assert_eq!(full["count"], 1);
+        assert_eq!(full["models"][0]["size_bytes"], 2048);
+        assert!(
+            full["models"][0]["folder"]
+                .as_str()
+                .is_some_and(|f| f.ends_with("checkpoints"))
+        );
+    }
+
+    #[tokio::test]
+    async fn list_models_refuses_paths_and_names_unknown_kinds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = app(dir.path());
+        for bad in ["../", "/etc", "..\\", "checkpoints/../.."] {
+            let text = message(call(&app, "list_models", json!({"model_type": bad})).await);
+            assert!(text.contains("not a model folder name"), "{bad}: {text}");
+        }
+        let text = message(call(&app, "list_models", json!({"model_type": "lora"})).await);
+        assert!(
+            text.contains("Available kinds: checkpoints, diffusion_models"),
+            "{text}"
+        );
+        let text = message(
+            call(
+                &app,
+                "list_models",
+                json!({"model_type": "loras", "format": "everything"}),
+            )
+            .await,
+        );
+        assert!(text.contains("format"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn the_summary_counts_kinds_and_is_cached_until_a_folder_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = app(dir.path());
+        let summary = call(&app, "get_models_summary", json!({}))
+            .await
+            .expect("summary");
+        assert_eq!(
+            summary["types"],
+            json!({"checkpoints": 2, "diffusion_models": 1})
+        );
+        assert_eq!(summary["total_types"], 2);
+        assert_eq!(summary["total_files"], 3);
+        assert_eq!(summary["total_bytes"], 2051);
+        assert_eq!(summary["cached"], false);
+        write(
+            &dir.path().join("ComfyUI/models/loras/new.safetensors"),
+            b"1",
+        );
+        let summary = call(&app, "get_models_summary", json!({}))
+            .await
+            .expect("summary");
+        assert_eq!(summary["types"]["loras"], 1);
+        assert_eq!(summary["total_files"], 4);
+    }
+
+    #[tokio::test]
+    async fn custom_nodes_are_listed_filtered_and_their_source_read_as_untrusted_data() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = app(dir.path());
+        let list = call(&app, "list_custom_nodes", json!({}))
+            .await
+            .expect("lists");
+        assert_eq!(list["count"], 2);
+        assert_eq!(list["enabled_count"], 1);
+        assert_eq!(list["packs"][0]["name"], "ComfyUI-KJNodes");
+        assert_eq!(list["packs"][0]["has_readme"], true);
+        assert_eq!(list["packs"][0]["registers_nodes"], true);
+        assert_eq!(list["packs"][1]["name"], "old");
+        assert_eq!(list["packs"][1]["enabled"], false);
+        let filtered = call(&app, "list_custom_nodes", json!({"name_filter": "kj"}))
+            .await
+            .expect("lists");
+        assert_eq!(filtered["count"], 1);
+
+        let source = call(
+            &app,
+            "read_node_source",
+            json!({"node_pack": "ComfyUI-KJNodes"}),
+        )
+        .await
+        .expect("reads");
+        assert_eq!(source["content_kind"], "untrusted_source_code");
+        assert_eq!(source["source"], "NODE_CLASS_MAPPINGS = {}\n");
+        assert_eq!(source["file"], "__init__.py");
+        assert!(
+            source["note"]
+                .as_str()
+                .is_some_and(|n| n.contains("not instructions"))
+        );
+
+        let text = message(call(&app, "read_node_source", json!({"node_pack": "../../etc"})).await);
+        assert!(text.contains("not a custom node pack name"), "{text}");
+        let text = message(
+            call(
+                &app,
+                "read_node_source",
+                json!({"node_pack": "ComfyUI-KJNodes", "file": "../../main.py"}),
+            )
+            .await,
+        );
+        assert!(text.contains("`..`"), "{text}");
+        let text = message(call(&app, "read_node_source", json!({"node_pack": "kjnode"})).await);
+        assert!(text.contains("Similar packs: ComfyUI-KJNodes"), "{text}");
+        let text = message(
+            call(
+                &app,
+                "read_node_source",
+                json!({"node_pack": "x", "max_lines": 0}),
+            )
+            .await,
+        );
+        assert!(text.contains("max_lines"), "{text}");
+    }
+
+    #[test]
+    fn without_an_install_the_error_says_to_set_comfyui_dir() {
+        let index =
+            crate::install::InstallIndex::new(None, crate::comfy::discovery::Host::current());
+        let error = ToolError::from(index.models().expect_err("no install"));
+        assert!(error.user_message().contains("COMFYUI_DIR"));
+    }
+}
