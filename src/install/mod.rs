@@ -237,7 +237,12 @@ impl InstallIndex {
         let layout_racy = layout_is_racy(&stamps, self.racy_window);
         let mut scans = HashMap::with_capacity(old_scans.len());
         let mut rescanned = false;
-        for folder in folders.kinds.values().flatten() {
+        let visible = folders
+            .kinds
+            .iter()
+            .filter(|(kind, _)| !kind.starts_with('.'))
+            .flat_map(|(_, list)| list);
+        for folder in visible {
             if scans.contains_key(&folder.path) {
                 continue;
             }
@@ -404,6 +409,7 @@ mod tests {
         write(&base.join("models/diffusion_models/wan/wan2.1.gguf"), b"1");
         write(&base.join("models/clip/t5xxl.safetensors"), b"1");
         write(&base.join("models/configs/v1-inference.yaml"), b"x");
+        write(&base.join("models/.cache/x.safetensors"), b"x");
         write(&base.join("models/loras/put_loras_here"), b"");
         write(&base.join("output/checkpoints/merged.safetensors"), b"1");
         let shared = home.join("shared");
@@ -450,6 +456,7 @@ mod tests {
         );
         assert_eq!(view.inventory.total_bytes, 5 + 3 + 1 + 1 + 1 + 2);
         assert!(view.inventory.kinds.contains_key("configs"));
+        assert!(!view.inventory.kinds.contains_key(".cache"));
 
         let packs = index.custom_nodes().expect("packs");
         assert_eq!(packs.directories.len(), 2);

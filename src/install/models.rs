@@ -132,7 +132,8 @@ impl ModelInventory {
             notes,
             ..Self::default()
         };
-        for (kind, folders) in kinds {
+        // A hidden folder in `models/` (an editor's or a notebook's) is no kind.
+        for (kind, folders) in kinds.iter().filter(|(kind, _)| !kind.starts_with('.')) {
             let mut seen: HashSet<&str> = HashSet::new();
             let mut files = Vec::new();
             let mut bytes = 0;
