@@ -399,7 +399,7 @@ mod tests {
     /// A Linux install with GGUF files under both `unet` and `diffusion_models`, a model in
     /// `output/checkpoints`, and an `extra_model_paths.yaml` adding a shared drive.
     #[test]
-    fn a_linux_install_lists_every_kind_with_legacy_folders_merged_and_extra_paths_added() {
+    fn an_install_lists_every_kind_with_legacy_folders_merged_and_extra_paths_added() {
         let home = tempfile::tempdir().expect("tempdir");
         let home = home.path();
         let base = home.join("ComfyUI");
@@ -427,7 +427,7 @@ mod tests {
             )
             .as_bytes(),
         );
-        let index = index_for(host(HostOs::Linux, home));
+        let index = index_for(host(Host::current().os, home));
         let view = index.models().expect("models");
         assert!(!view.cached);
         assert_eq!(
@@ -501,7 +501,9 @@ mod tests {
         let home = home.path();
         let base = home.join("Documents/ComfyUI");
         write(&base.join("models/checkpoints/a.safetensors"), b"1");
-        let settings = home.join("Library/Application Support/ComfyUI");
+        // The host's own rules, so the paths written in the files read back on this machine.
+        let this_host = host(Host::current().os, home);
+        let settings = this_host.desktop_dir().expect("settings folder");
         write(
             &settings.join("config.json"),
             format!(
@@ -520,7 +522,7 @@ mod tests {
             )
             .as_bytes(),
         );
-        let index = index_for(host(HostOs::MacOs, home));
+        let index = index_for(this_host);
         assert_eq!(index.install().expect("install").layout, Layout::Desktop);
         assert_eq!(
             names(&index.models().expect("models"), "checkpoints"),
@@ -534,7 +536,7 @@ mod tests {
         let base = home.path().join("ComfyUI");
         write(&base.join("main.py"), b"");
         write(&base.join("models/loras/a.safetensors"), b"1");
-        let index = index_for(host(HostOs::Linux, home.path()));
+        let index = index_for(host(Host::current().os, home.path()));
         assert!(!index.models().expect("first").cached);
         assert!(index.models().expect("second").cached);
 
