@@ -633,4 +633,36 @@ mod tests {
         let error = ToolError::from(index.models().expect_err("no install"));
         assert!(error.user_message().contains("COMFYUI_DIR"));
     }
+
+    #[tokio::test]
+    async fn every_answer_fits_its_declared_output_schema() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = app(dir.path());
+        let calls = [
+            ("list_custom_nodes", json!({})),
+            (
+                "list_models",
+                json!({"model_type": "checkpoints", "format": "names_only"}),
+            ),
+            ("list_models", json!({"model_type": "checkpoints"})),
+            (
+                "list_models",
+                json!({"model_type": "checkpoints", "format": "full"}),
+            ),
+            ("get_models_summary", json!({})),
+            ("read_node_source", json!({"node_pack": "ComfyUI-KJNodes"})),
+        ];
+        for (name, args) in calls {
+            let answer = call(&app, name, args).await.expect("answers");
+            let spec = app.registry().get(name).expect("registered");
+            let schema = spec.tool().output_schema.as_ref().expect("output schema");
+            let validator = jsonschema::validator_for(&Value::Object((**schema).clone()))
+                .expect("schema compiles");
+            let problems: Vec<String> = validator
+                .iter_errors(&answer)
+                .map(|e| e.to_string())
+                .collect();
+            assert!(problems.is_empty(), "{name}: {problems:?}");
+        }
+    }
 }
