@@ -221,12 +221,19 @@ impl InstallIndex {
                 cache.scans,
                 Some(cache.inventory),
             ),
-            Some(cache) => (
-                layout_stamps(install),
-                model_folders(install, &self.host),
-                cache.scans,
-                None,
-            ),
+            Some(cache) => {
+                let stamps = layout_stamps(install);
+                let folders = model_folders(install, &self.host);
+                // A changed folder time (ComfyUI saving into output/) that left every model
+                // folder as it was keeps the inventory.
+                let same = folders == cache.folders;
+                (
+                    stamps,
+                    folders,
+                    cache.scans,
+                    same.then_some(cache.inventory),
+                )
+            }
             None => (
                 layout_stamps(install),
                 model_folders(install, &self.host),
@@ -544,6 +551,9 @@ mod tests {
         let view = index.models().expect("after a new file");
         assert!(!view.cached);
         assert_eq!(names(&view, "loras").len(), 2);
+
+        write(&base.join("output/ComfyUI_00001_.png"), b"png");
+        assert!(index.models().expect("after a new image").cached);
 
         write(&base.join("models/ipadapter/ip.bin"), b"1");
         let view = index.models().expect("after a new kind");
