@@ -16,6 +16,7 @@ use crate::registry::Registry;
 use crate::session::NamedSessions;
 use crate::session::store::SessionStore;
 use crate::telemetry::metrics::{EndpointGauges, GaugeSource, Gauges, Metrics};
+use crate::web::Web;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -39,6 +40,8 @@ struct Shared {
     comfy: Comfy,
     /// NVML (loaded once, on first use) and the hardware profile.
     gpu: GpuProbe,
+    /// The public web sources (registry, CivitAI, Hugging Face, GitHub) and their cache.
+    web: Web,
     registry: Registry,
     /// What the server measures about itself (`/metrics`, OTLP, `get_server_health`).
     metrics: Metrics,
@@ -122,6 +125,7 @@ impl AppState {
         let store = SessionStore::in_data_dir(&config.data_dir);
         let gpu = GpuProbe::new(config.gpu_metrics);
         let install_index = InstallIndex::new(install.clone(), Host::current());
+        let web = Web::new(&config.web).map_err(StartupError::WebSetup)?;
         let shared = Arc::new(Shared {
             config,
             paths,
@@ -131,6 +135,7 @@ impl AppState {
             store,
             comfy,
             gpu,
+            web,
             registry,
             metrics,
             in_flight: TaskTracker::new(),
@@ -181,6 +186,11 @@ impl AppState {
     /// RAM), detected once; for tools that size work to the hardware.
     pub async fn hardware(&self) -> Arc<HardwareProfile> {
         self.shared.gpu.hardware(&self.shared.comfy).await
+    }
+
+    /// The public web sources (registry, CivitAI, Hugging Face, GitHub).
+    pub fn web(&self) -> &Web {
+        &self.shared.web
     }
 
     pub fn registry(&self) -> &Registry {

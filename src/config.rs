@@ -36,6 +36,17 @@ pub const ENV_IMAGE_MAX_SIDE: &str = "COMFYUI_AGENT_IMAGE_MAX_SIDE";
 pub const ENV_IMAGE_MAX_KB: &str = "COMFYUI_AGENT_IMAGE_MAX_KB";
 pub const ENV_IMAGE_MAX_INLINE: &str = "COMFYUI_AGENT_IMAGE_MAX_INLINE";
 pub const ENV_GPU_METRICS: &str = "COMFYUI_AGENT_GPU_METRICS";
+pub const ENV_OFFLINE: &str = "COMFYUI_AGENT_OFFLINE";
+pub const ENV_REGISTRY_URL: &str = "COMFYUI_AGENT_REGISTRY_URL";
+pub const ENV_CIVITAI_URL: &str = "COMFYUI_AGENT_CIVITAI_URL";
+pub const ENV_HUGGINGFACE_URL: &str = "COMFYUI_AGENT_HUGGINGFACE_URL";
+pub const ENV_GITHUB_URL: &str = "COMFYUI_AGENT_GITHUB_URL";
+pub const ENV_WEB_TIMEOUT: &str = "COMFYUI_AGENT_WEB_TIMEOUT";
+pub const ENV_WEB_CACHE_MINUTES: &str = "COMFYUI_AGENT_WEB_CACHE_MINUTES";
+pub const ENV_CIVITAI_API_KEY: &str = "CIVITAI_API_KEY";
+pub const ENV_HF_TOKEN: &str = "HF_TOKEN";
+pub const ENV_GITHUB_TOKEN: &str = "GITHUB_TOKEN";
+pub const ENV_GITHUB_API_TOKEN: &str = "GITHUB_API_TOKEN";
 
 pub const DEFAULT_COMFYUI_URL: &str = "http://127.0.0.1:8188/";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8765";
@@ -144,6 +155,35 @@ pub struct Config {
     pub images: ImageBudget,
     /// Whether per-GPU metrics gauges are offered (off by default: each scrape reads NVML).
     pub gpu_metrics: bool,
+    /// The public web sources (registry, CivitAI, Hugging Face, GitHub).
+    pub web: WebConfig,
+}
+
+/// How the web sources are reached.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// No web source is asked; tools say so and return what local sources know.
+    pub offline: bool,
+    /// Per-source address, key and timeout; sources not listed use their defaults.
+    pub sources: Vec<(crate::web::Source, crate::web::SourceConfig)>,
+    /// How long an answer is reused.
+    pub cache_ttl: Duration,
+    /// How much answer JSON the cache may hold.
+    pub cache_max_bytes: usize,
+}
+
+pub const DEFAULT_WEB_CACHE_MINUTES: u64 = 10;
+pub const WEB_CACHE_MAX_BYTES: usize = 32 * 1024 * 1024;
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            offline: false,
+            sources: Vec::new(),
+            cache_ttl: Duration::from_secs(DEFAULT_WEB_CACHE_MINUTES * 60),
+            cache_max_bytes: WEB_CACHE_MAX_BYTES,
+        }
+    }
 }
 
 /// How sessions keep state: undo depth, in-memory lifetime, and how long saved sessions last.
@@ -253,6 +293,7 @@ impl Config {
         let sessions = session_config(env)?;
         let images = image_budget(env)?;
         let gpu_metrics = switch(env, ENV_GPU_METRICS, false)?;
+        let web = web_config(env)?;
         // HTTP settings are checked only when serving HTTP; stdio needs just the size limit.
         let http = match serve {
             Some(args) => {
@@ -276,6 +317,7 @@ impl Config {
             sessions,
             images,
             gpu_metrics,
+            web,
         })
     }
 
@@ -299,6 +341,7 @@ impl Config {
             sessions: SessionConfig::default(),
             images: ImageBudget::default(),
             gpu_metrics: false,
+            web: WebConfig::default(),
         }
     }
 }
@@ -534,6 +577,59 @@ fn switch(env: &Env, setting: &'static str, default: bool) -> Result<bool, Confi
             "Use 1 to turn it on or 0 to turn it off.",
         )),
     }
+}
+
+fn web_config(env: &Env) -> Result<WebConfig, ConfigError> {
+    use crate::web::{Source, SourceConfig};
+    let offline = switch(env, ENV_OFFLINE, false)?;
+    let timeout = match env.get(ENV_WEB_TIMEOUT) {
+        None => None,
+        Some(_) => Some(Duration::from_secs(bounded(
+            env,
+            ENV_WEB_TIMEOUT,
+            1..=300,
+            15,
+            "a number of seconds",
+            "Use the seconds one request to a web source may take; the default is 15 (20 for CivitAI).",
+        )?)),
+    };
+    let cache_minutes = bounded(
+        env,
+        ENV_WEB_CACHE_MINUTES,
+        0..=10_080,
+        DEFAULT_WEB_CACHE_MINUTES,
+        "a number of minutes",
+        "Use how long web answers are reused, in minutes; 0 turns the cache off. The default is 10.",
+    )?;
+    let mut sources = Vec::new();
+    for source in Source::ALL {
+        let mut config = SourceConfig::default_for(source);
+        if let Some(raw) = env.get(source.url_setting()) {
+            config.base_url = http_url(
+                source.url_setting(),
+                raw,
+                &format!(
+                    "Set it to the API address to use instead of {}, or unset it.",
+                    source.default_base_url()
+                ),
+            )?;
+        }
+        config.key = source
+            .key_settings()
+            .iter()
+            .find_map(|key| env.get(key))
+            .map(Secret::new);
+        if let Some(timeout) = timeout {
+            config.timeout = timeout;
+        }
+        sources.push((source, config));
+    }
+    Ok(WebConfig {
+        offline,
+        sources,
+        cache_ttl: Duration::from_secs(cache_minutes * 60),
+        cache_max_bytes: WEB_CACHE_MAX_BYTES,
+    })
 }
 
 fn session_config(env: &Env) -> Result<SessionConfig, ConfigError> {
@@ -997,6 +1093,85 @@ mod tests {
         )
         .expect_err("origin");
         assert_eq!(error.setting, "COMFYUI_AGENT_ALLOWED_ORIGINS");
+    }
+
+    #[test]
+    fn web_sources_take_addresses_keys_timeout_and_cache_from_the_environment() {
+        use crate::web::Source;
+        let config = resolve(&["mcp"], &[]).expect("defaults");
+        assert!(!config.web.offline);
+        assert_eq!(config.web.cache_ttl, Duration::from_secs(600));
+        let civitai = &config
+            .web
+            .sources
+            .iter()
+            .find(|(s, _)| *s == Source::CivitAi)
+            .expect("civitai")
+            .1;
+        assert_eq!(civitai.base_url.as_str(), "https://civitai.com/api/v1/");
+        assert_eq!(civitai.timeout, Duration::from_secs(20));
+        assert!(civitai.key.is_none());
+
+        let config = resolve(
+            &["mcp"],
+            &[
+                (ENV_OFFLINE, "1"),
+                (ENV_GITHUB_URL, "http://127.0.0.1:9/gh/"),
+                (ENV_GITHUB_API_TOKEN, "old-name"),
+                (ENV_HF_TOKEN, "hf-key"),
+                (ENV_WEB_TIMEOUT, "3"),
+                (ENV_WEB_CACHE_MINUTES, "0"),
+            ],
+        )
+        .expect("valid");
+        assert!(config.web.offline);
+        assert!(config.web.cache_ttl.is_zero());
+        let source = |wanted| {
+            &config
+                .web
+                .sources
+                .iter()
+                .find(|(s, _)| *s == wanted)
+                .expect("source")
+                .1
+        };
+        assert_eq!(
+            source(Source::GitHub).base_url.as_str(),
+            "http://127.0.0.1:9/gh/"
+        );
+        assert_eq!(
+            source(Source::GitHub).key.as_ref().map(Secret::expose),
+            Some("old-name")
+        );
+        assert_eq!(
+            source(Source::HuggingFace).key.as_ref().map(Secret::expose),
+            Some("hf-key")
+        );
+        assert_eq!(source(Source::CivitAi).timeout, Duration::from_secs(3));
+
+        let both = resolve(
+            &["mcp"],
+            &[(ENV_GITHUB_TOKEN, "new"), (ENV_GITHUB_API_TOKEN, "old")],
+        )
+        .expect("valid");
+        let github = &both
+            .web
+            .sources
+            .iter()
+            .find(|(s, _)| *s == Source::GitHub)
+            .expect("github")
+            .1;
+        assert_eq!(github.key.as_ref().map(Secret::expose), Some("new"));
+
+        for (setting, bad) in [
+            (ENV_CIVITAI_URL, "ftp://civitai"),
+            (ENV_WEB_TIMEOUT, "0"),
+            (ENV_WEB_CACHE_MINUTES, "forever"),
+            (ENV_OFFLINE, "maybe"),
+        ] {
+            let error = resolve(&["mcp"], &[(setting, bad)]).expect_err(bad);
+            assert_eq!(error.setting, setting);
+        }
     }
 
     #[test]

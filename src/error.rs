@@ -54,6 +54,8 @@ pub enum StartupError {
     Registry(String),
     #[error(transparent)]
     Comfy(#[from] crate::comfy::ClientSetupError),
+    #[error("cannot set up the client for web sources: {0}")]
+    WebSetup(String),
     /// `healthcheck` found the server down or unhealthy (exit status 1, not 2).
     #[error("{0}")]
     Unhealthy(String),
@@ -116,6 +118,8 @@ pub enum ToolError {
     Rejected { message: String, hint: String },
     #[error(transparent)]
     Comfy(#[from] crate::comfy::ComfyError),
+    #[error(transparent)]
+    Web(#[from] crate::web::WebError),
     #[error("the call was cancelled")]
     Cancelled,
     #[error("internal error: {0}")]
@@ -141,6 +145,7 @@ impl ToolError {
             Self::BadFile { .. } => "bad_file",
             Self::Rejected { .. } => "rejected",
             Self::Comfy(error) => error.kind(),
+            Self::Web(error) => error.kind(),
             Self::Cancelled => "cancelled",
             Self::Internal(_) => "internal",
         }
@@ -161,6 +166,7 @@ impl ToolError {
             Self::Rejected { message, hint } if hint.is_empty() => message.clone(),
             Self::Rejected { message, hint } => format!("{message}\n{hint}"),
             Self::Comfy(error) => error.user_message(),
+            Self::Web(error) => error.user_message(),
             other => format!("{}\n{}", capitalise(&other.to_string()), other.hint()),
         }
     }
@@ -188,7 +194,7 @@ impl ToolError {
             Self::Internal(_) => {
                 "This is a bug in comfyui-agent; the server keeps running. Please report it with the server log."
             }
-            Self::InvalidArguments(_) | Self::Rejected { .. } | Self::Comfy(_) => "",
+            Self::InvalidArguments(_) | Self::Rejected { .. } | Self::Comfy(_) | Self::Web(_) => "",
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod session;
 pub mod telemetry;
 pub mod tools;
 pub mod transport;
+pub mod web;
 pub mod workflow;
 
 pub use app::AppState;

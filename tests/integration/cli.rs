@@ -167,7 +167,14 @@ async fn healthcheck_fails_with_one_line_when_nothing_listens() {
 /// `"COMFYUI_*"`, `"OTEL_*"` or `"RUST_LOG"` literal outside test modules.
 fn settings_read_by_the_code() -> std::collections::BTreeSet<String> {
     fn is_setting(name: &str) -> bool {
-        (name.starts_with("COMFYUI_") || name.starts_with("OTEL_") || name == "RUST_LOG")
+        const THIRD_PARTY: [&str; 5] = [
+            "RUST_LOG",
+            "CIVITAI_API_KEY",
+            "HF_TOKEN",
+            "GITHUB_TOKEN",
+            "GITHUB_API_TOKEN",
+        ];
+        (name.starts_with("COMFYUI_") || name.starts_with("OTEL_") || THIRD_PARTY.contains(&name))
             && name
                 .chars()
                 .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
