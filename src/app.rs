@@ -10,6 +10,7 @@ use crate::comfy::discovery::{Host, Install, discover_install};
 use crate::config::Config;
 use crate::error::StartupError;
 use crate::gpu::{GpuProbe, HardwareProfile};
+use crate::install::InstallIndex;
 use crate::paths::PathPolicy;
 use crate::registry::Registry;
 use crate::session::NamedSessions;
@@ -29,6 +30,8 @@ struct Shared {
     paths: PathPolicy,
     /// The ComfyUI folder: the configured one, or the one found on this machine.
     install: Option<Install>,
+    /// What is installed there (models, custom node packs), with the model scan cache.
+    install_index: InstallIndex,
     /// Sessions addressed by name (a tool's `session` argument, stateless clients).
     named_sessions: NamedSessions,
     /// Named sessions saved on disk.
@@ -121,11 +124,13 @@ impl AppState {
         let named_sessions = NamedSessions::new(config.sessions.idle);
         let store = SessionStore::in_data_dir(&config.data_dir);
         let gpu = GpuProbe::new(config.gpu_metrics);
+        let install_index = InstallIndex::new(install.clone(), Host::current());
         let web = Web::new(&config.web).map_err(StartupError::WebSetup)?;
         let shared = Arc::new(Shared {
             config,
             paths,
             install,
+            install_index,
             named_sessions,
             store,
             comfy,
@@ -153,6 +158,12 @@ impl AppState {
     /// The ComfyUI folder on this machine, when one is configured or was found.
     pub fn install(&self) -> Option<&Install> {
         self.shared.install.as_ref()
+    }
+
+    /// What is installed in that folder: the model inventory (cached) and the custom node
+    /// packs. Its methods read the disk; call them from `spawn_blocking`.
+    pub fn install_index(&self) -> &InstallIndex {
+        &self.shared.install_index
     }
 
     pub fn named_sessions(&self) -> &NamedSessions {

@@ -12,6 +12,7 @@ pub mod exec;
 pub mod fsutil;
 pub mod gpu;
 pub mod images;
+pub mod install;
 pub mod mcp;
 pub mod models;
 pub mod paths;

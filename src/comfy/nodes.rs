@@ -235,7 +235,7 @@ impl NodeIndex {
 }
 
 /// Levenshtein distance between `a` and `b` if it is at most `limit`.
-fn bounded_distance(a: &str, b: &str, limit: usize) -> Option<usize> {
+pub(crate) fn bounded_distance(a: &str, b: &str, limit: usize) -> Option<usize> {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
     if a.len().abs_diff(b.len()) > limit {

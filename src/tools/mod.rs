@@ -15,6 +15,7 @@ pub mod comfy_api;
 pub mod execution;
 pub mod gpu;
 pub mod health;
+pub mod inspect;
 pub mod model_compat;
 pub mod sessions;
 pub mod workflow;
@@ -23,6 +24,7 @@ pub mod workflow;
 pub fn all() -> Vec<ToolSpec> {
     let mut tools = Vec::new();
     tools.extend(comfy_api::tools());
+    tools.extend(inspect::tools());
     tools.extend(model_compat::tools());
     tools.extend(workflow::tools());
     tools.extend(sessions::tools());

@@ -12,6 +12,7 @@ mod execution_client;
 mod gpu;
 mod http;
 mod inprocess;
+mod inspect;
 mod metrics;
 mod stdio;
 mod support;
