@@ -4,3 +4,4 @@
 pub mod detect;
 pub mod family;
 pub mod header;
+pub mod locate;
