@@ -166,16 +166,12 @@ struct Scan<'a> {
 }
 
 fn split_lora(name: &str) -> (&str, Option<LoraPart>) {
-    let mut found: Option<(usize, LoraPart)> = None;
-    for (suffix, part) in LORA_SUFFIXES {
-        if let Some(at) = name.find(suffix)
-            && found.is_none_or(|(best, _)| at < best)
-        {
-            found = Some((at, *part));
+    // One pass over the dots: every LoRA suffix starts at one.
+    for (at, _) in name.match_indices('.') {
+        let tail = &name[at..];
+        if let Some((_, part)) = LORA_SUFFIXES.iter().find(|(s, _)| tail.starts_with(s)) {
+            return (&name[..at], Some(*part));
         }
-    }
-    if let Some((at, part)) = found {
-        return (&name[..at], Some(part));
     }
     if let Some(module) = name.strip_suffix(".alpha") {
         return (module, Some(LoraPart::Other));
@@ -204,7 +200,12 @@ impl<'a> Scan<'a> {
                 scan.lora.get_or_insert(name);
             }
             normal.clear();
-            normal.extend(rest.chars().map(|c| if c == '.' { '_' } else { c }));
+            for (n, piece) in rest.split('.').enumerate() {
+                if n > 0 {
+                    normal.push('_');
+                }
+                normal.push_str(piece);
+            }
             // Only the down half of a LoRA pair, or a full weight, has the layer's input width
             // as its second dimension.
             let in_width = match part {

@@ -5,12 +5,8 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fmt;
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::path::Path;
-
-use serde::Deserialize;
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
 /// Safetensors headers larger than this are refused (real ones are well under 10 MiB).
 pub const MAX_SAFETENSORS_HEADER: u64 = 100 * 1024 * 1024;
@@ -162,123 +158,271 @@ pub fn parse_safetensors(bytes: &[u8]) -> Result<ModelHeader, HeaderError> {
 }
 
 /// Parses the JSON part of a safetensors header.
+///
+/// A small scanner rather than serde: it keeps only names, shapes and the wanted metadata,
+/// borrows names without escapes, and skips everything else without building values, which
+/// makes a 2,500-tensor checkpoint header several times faster to read.
 pub fn parse_safetensors_json(json: &[u8]) -> Result<ModelHeader, HeaderError> {
-    // Safetensors pads the header with trailing spaces; serde_json accepts trailing
-    // whitespace, so no trimming is needed.
-    let table: Table =
-        serde_json::from_slice(json).map_err(|e| HeaderError::Json(e.to_string()))?;
-    Ok(ModelHeader {
+    let mut scanner = Scanner { b: json, i: 0 };
+    let mut header = ModelHeader {
         format: Format::Safetensors,
-        tensors: table.tensors,
-        metadata: table.metadata,
-        data_end: table.data_end,
-    })
+        tensors: Vec::new(),
+        metadata: BTreeMap::new(),
+        data_end: 0,
+    };
+    scanner
+        .table(&mut header)
+        .map_err(|problem| HeaderError::Json(format!("{problem} at byte {}", scanner.i)))?;
+    Ok(header)
 }
 
-/// A JSON object key, borrowed from the input when it holds no escapes.
-struct Key<'de>(Cow<'de, str>);
+/// Deepest nesting skipped inside a header (real ones nest three deep).
+const MAX_JSON_DEPTH: u32 = 64;
 
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Result<u8, String> {
+        self.ws();
+        self.b
+            .get(self.i)
+            .copied()
+            .ok_or_else(|| "the header ends too early".to_string())
+    }
+
+    fn expect(&mut self, c: u8) -> Result<(), String> {
+        if self.peek()? != c {
+            return Err(format!("expected {:?}", c as char));
+        }
+        self.i += 1;
+        Ok(())
+    }
+
+    /// After an item: `,` (more follow, true) or `close` (done, false).
+    fn next_or_close(&mut self, close: u8) -> Result<bool, String> {
+        match self.peek()? {
+            b',' => {
+                self.i += 1;
+                Ok(true)
             }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
+            c if c == close => {
+                self.i += 1;
+                Ok(false)
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
+            _ => Err(format!("expected ',' or {:?}", close as char)),
+        }
+    }
+
+    /// `{` and whether the object is empty.
+    fn open(&mut self, open: u8, close: u8) -> Result<bool, String> {
+        self.expect(open)?;
+        if self.peek()? == close {
+            self.i += 1;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn string(&mut self) -> Result<Cow<'a, str>, String> {
+        self.expect(b'"')?;
+        let start = self.i;
+        let mut escaped = false;
+        loop {
+            match self.b.get(self.i) {
+                None => return Err("a string never ends".into()),
+                Some(b'"') => break,
+                Some(b'\\') => {
+                    escaped = true;
+                    self.i += 2;
+                }
+                Some(_) => self.i += 1,
             }
         }
-        deserializer.deserialize_str(KeyVisitor)
+        let end = self.i;
+        self.i += 1;
+        if escaped {
+            // Rare (names are plain ASCII in practice): let serde_json decode the escapes.
+            return serde_json::from_slice::<String>(&self.b[start - 1..=end])
+                .map(Cow::Owned)
+                .map_err(|e| format!("a string is malformed ({e})"));
+        }
+        std::str::from_utf8(&self.b[start..end])
+            .map(Cow::Borrowed)
+            .map_err(|_| "a string is not UTF-8".to_string())
     }
-}
 
-/// One tensor entry; `dtype` and any other fields are skipped.
-#[derive(Deserialize)]
-struct RawTensor {
-    shape: Vec<u64>,
-    #[serde(default)]
-    data_offsets: Option<(u64, u64)>,
-}
+    fn whole_number(&mut self) -> Result<u64, String> {
+        self.ws();
+        let start = self.i;
+        let mut value: u64 = 0;
+        while let Some(digit @ b'0'..=b'9') = self.b.get(self.i) {
+            value = value
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(u64::from(digit - b'0')))
+                .ok_or("a number is too large")?;
+            self.i += 1;
+        }
+        if self.i == start {
+            return Err("expected a whole number".into());
+        }
+        Ok(value)
+    }
 
-/// The whole safetensors table, built straight from the JSON without an intermediate tree.
-struct Table {
-    tensors: Vec<TensorInfo>,
-    metadata: BTreeMap<String, String>,
-    data_end: u64,
-}
-
-impl<'de> Deserialize<'de> for Table {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct TableVisitor;
-        impl<'de> Visitor<'de> for TableVisitor {
-            type Value = Table;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object of tensors")
+    fn numbers(&mut self) -> Result<Vec<u64>, String> {
+        let mut out = Vec::new();
+        if self.open(b'[', b']')? {
+            loop {
+                out.push(self.whole_number()?);
+                if !self.next_or_close(b']')? {
+                    break;
+                }
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Table, A::Error> {
-                let mut table = Table {
-                    tensors: Vec::with_capacity(map.size_hint().unwrap_or(0).min(4096)),
-                    metadata: BTreeMap::new(),
-                    data_end: 0,
-                };
-                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-                    if key == "__metadata__" {
-                        map.next_value_seed(MetadataSeed(&mut table.metadata))?;
-                        continue;
-                    }
-                    let raw: RawTensor = map.next_value()?;
-                    if let Some((start, end)) = raw.data_offsets {
-                        if end < start {
-                            return Err(de::Error::custom(format!(
-                                "tensor {key:?} ends before it starts"
-                            )));
+        }
+        Ok(out)
+    }
+
+    /// Skips any JSON value; returns the text it spanned.
+    fn skip(&mut self, depth: u32) -> Result<&'a str, String> {
+        if depth > MAX_JSON_DEPTH {
+            return Err("values are nested too deeply".into());
+        }
+        let start = {
+            self.ws();
+            self.i
+        };
+        match self.peek()? {
+            b'"' => {
+                self.string()?;
+            }
+            b'{' => {
+                if self.open(b'{', b'}')? {
+                    loop {
+                        self.string()?;
+                        self.expect(b':')?;
+                        self.skip(depth + 1)?;
+                        if !self.next_or_close(b'}')? {
+                            break;
                         }
-                        table.data_end = table.data_end.max(end);
                     }
-                    table.tensors.push(TensorInfo {
+                }
+            }
+            b'[' => {
+                if self.open(b'[', b']')? {
+                    loop {
+                        self.skip(depth + 1)?;
+                        if !self.next_or_close(b']')? {
+                            break;
+                        }
+                    }
+                }
+            }
+            _ => {
+                while let Some(c) = self.b.get(self.i) {
+                    if matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                        break;
+                    }
+                    self.i += 1;
+                }
+                let literal = &self.b[start..self.i];
+                let valid = matches!(literal, b"true" | b"false" | b"null")
+                    || serde_json::from_slice::<serde_json::Number>(literal).is_ok();
+                if !valid {
+                    return Err("expected a JSON value".into());
+                }
+            }
+        }
+        std::str::from_utf8(&self.b[start..self.i]).map_err(|_| "a value is not UTF-8".into())
+    }
+
+    fn table(&mut self, header: &mut ModelHeader) -> Result<(), String> {
+        if self.open(b'{', b'}')? {
+            loop {
+                let key = self.string()?;
+                self.expect(b':')?;
+                if key == "__metadata__" {
+                    self.metadata(&mut header.metadata)?;
+                } else {
+                    let (shape, end) = self.tensor(&key)?;
+                    header.data_end = header.data_end.max(end);
+                    header.tensors.push(TensorInfo {
                         name: key.into_owned(),
-                        shape: raw.shape,
+                        shape,
                     });
                 }
-                Ok(table)
+                if !self.next_or_close(b'}')? {
+                    break;
+                }
             }
         }
-        deserializer.deserialize_map(TableVisitor)
+        self.ws();
+        if self.i != self.b.len() {
+            return Err("something follows the header's object".into());
+        }
+        Ok(())
     }
-}
 
-/// `__metadata__`: keeps the [`KEPT_KEYS`] (strings as they are, other values as JSON text)
-/// and skips the rest unread into memory.
-struct MetadataSeed<'a>(&'a mut BTreeMap<String, String>);
-
-impl<'de> DeserializeSeed<'de> for MetadataSeed<'_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_map(self)
+    /// One tensor entry: its shape and where its data ends; `dtype` and others are skipped.
+    fn tensor(&mut self, name: &str) -> Result<(Vec<u64>, u64), String> {
+        let mut shape = None;
+        let mut end = 0;
+        if self.open(b'{', b'}')? {
+            loop {
+                let field = self.string()?;
+                self.expect(b':')?;
+                match field.as_ref() {
+                    "shape" => shape = Some(self.numbers()?),
+                    "data_offsets" => {
+                        let offsets = self.numbers()?;
+                        match offsets[..] {
+                            [first, last] if first <= last => end = last,
+                            _ => return Err(format!("tensor {name:?} has bad data_offsets")),
+                        }
+                    }
+                    _ => {
+                        self.skip(1)?;
+                    }
+                }
+                if !self.next_or_close(b'}')? {
+                    break;
+                }
+            }
+        }
+        let shape = shape.ok_or_else(|| format!("tensor {name:?} has no shape"))?;
+        Ok((shape, end))
     }
-}
 
-impl<'de> Visitor<'de> for MetadataSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object of metadata")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            if KEPT_KEYS.contains(&key.as_ref()) {
-                let value: serde_json::Value = map.next_value()?;
-                let text = match value {
-                    serde_json::Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                self.0.insert(key.into_owned(), clip(text));
-            } else {
-                map.next_value::<IgnoredAny>()?;
+    /// `__metadata__`: keeps the [`KEPT_KEYS`] (strings as they are, other values as JSON
+    /// text) and skips the rest.
+    fn metadata(&mut self, kept: &mut BTreeMap<String, String>) -> Result<(), String> {
+        if self.peek()? != b'{' {
+            return Err("__metadata__ is not an object".into());
+        }
+        if self.open(b'{', b'}')? {
+            loop {
+                let key = self.string()?;
+                self.expect(b':')?;
+                if KEPT_KEYS.contains(&key.as_ref()) {
+                    let text = if self.peek()? == b'"' {
+                        self.string()?.into_owned()
+                    } else {
+                        self.skip(1)?.to_string()
+                    };
+                    kept.insert(key.into_owned(), clip(text));
+                } else {
+                    self.skip(1)?;
+                }
+                if !self.next_or_close(b'}')? {
+                    break;
+                }
             }
         }
         Ok(())
@@ -298,7 +442,7 @@ fn clip(mut text: String) -> String {
 
 /// Parses a GGUF header (versions 2 and 3) from `reader`, positioned at the magic. Reads
 /// through the metadata and the tensor infos and stops there.
-pub fn parse_gguf(reader: impl Read) -> Result<ModelHeader, HeaderError> {
+pub fn parse_gguf(reader: impl BufRead) -> Result<ModelHeader, HeaderError> {
     let mut r = Gguf { reader };
     let mut magic = [0_u8; 4];
     r.reader.read_exact(&mut magic)?;
@@ -362,7 +506,7 @@ struct Gguf<R> {
     reader: R,
 }
 
-impl<R: Read> Gguf<R> {
+impl<R: BufRead> Gguf<R> {
     fn u32(&mut self) -> Result<u32, HeaderError> {
         let mut b = [0_u8; 4];
         self.reader.read_exact(&mut b)?;
@@ -389,12 +533,17 @@ impl<R: Read> Gguf<R> {
     }
 
     /// Discards `n` bytes, failing at the end of the file.
-    fn skip(&mut self, n: u64) -> Result<(), HeaderError> {
-        let skipped = io::copy(&mut (&mut self.reader).take(n), &mut io::sink())?;
-        if skipped < n {
-            return Err(HeaderError::Gguf(
-                "the file ends inside its metadata".into(),
-            ));
+    fn skip(&mut self, mut n: u64) -> Result<(), HeaderError> {
+        while n > 0 {
+            let available = self.reader.fill_buf()?.len();
+            if available == 0 {
+                return Err(HeaderError::Gguf(
+                    "the file ends inside its metadata".into(),
+                ));
+            }
+            let step = usize::try_from(n).map_or(available, |n| n.min(available));
+            self.reader.consume(step);
+            n -= step as u64;
         }
         Ok(())
     }
@@ -764,7 +913,70 @@ pub(crate) mod tests {
         ));
     }
 
+    fn scan(json: &str) -> Result<ModelHeader, HeaderError> {
+        parse_safetensors_json(json.as_bytes())
+    }
+
+    #[test]
+    fn the_scanner_accepts_any_layout_and_refuses_what_json_refuses() {
+        let header = scan(
+            "\n { \"__metadata__\" : { \"ss_v2\" : true , \"format\":\"pt\", \"other\": {\"a\": [1, {\"b\": null}]} } ,\n\
+             \"t\" : { \"data_offsets\" : [ 0 , 4 ] , \"shape\" : [ 2 ] , \"dtype\" : \"F16\" , \"extra\": -1.5e3 } }   ",
+        )
+        .expect("parses");
+        assert_eq!(header.metadata["ss_v2"], "true");
+        assert_eq!(header.metadata["format"], "pt");
+        assert_eq!(header.tensors[0].shape, [2]);
+        assert_eq!(header.data_end, 4);
+        assert!(scan("{}").expect("empty").tensors.is_empty());
+        for bad in [
+            "",
+            "{",
+            "{\"t\": {\"shape\": [-1]}}",
+            "{\"t\": {\"shape\": [1.5]}}",
+            "{\"t\": {\"shape\": [99999999999999999999999]}}",
+            "{\"t\": {\"dtype\": \"F16\"}}",
+            "{\"t\": {\"shape\": [1], \"data_offsets\": [1]}}",
+            "{\"t\": {\"shape\": [1]}} x",
+            "{\"t\": {\"shape\": [1],}}",
+            "{\"t\": {\"shape\": [1], \"x\": nope}}",
+            "{\"__metadata__\": [], \"t\": {\"shape\": [1]}}",
+            "{\"t\" {\"shape\": [1]}}",
+            "{\"t\": {\"shape\": [1]}",
+            "{\"\\ud800\": {\"shape\": [1]}}",
+        ] {
+            assert!(matches!(scan(bad), Err(HeaderError::Json(_))), "{bad:?}");
+        }
+        let deep = format!(
+            "{{\"t\": {{\"shape\": [1], \"x\": {}{}}}}}",
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert!(matches!(scan(&deep), Err(HeaderError::Json(_))));
+    }
+
     proptest::proptest! {
+        /// The scanner reads exactly what serde_json writes, escapes and all.
+        #[test]
+        fn the_scanner_agrees_with_serde_json(
+            tensors in proptest::collection::btree_map(".{0,12}", proptest::collection::vec(0_u64..100_000, 0..5), 0..8),
+            pretty in proptest::prelude::any::<bool>(),
+        ) {
+            let mut table = serde_json::Map::new();
+            for (name, shape) in &tensors {
+                if name == "__metadata__" {
+                    continue;
+                }
+                table.insert(name.clone(), serde_json::json!({"dtype": "F16", "shape": shape, "data_offsets": [0, 0]}));
+            }
+            let value = serde_json::Value::Object(table);
+            let json = if pretty { serde_json::to_vec_pretty(&value) } else { serde_json::to_vec(&value) }.expect("json");
+            let header = parse_safetensors_json(&json).expect("parses");
+            let got: BTreeMap<String, Vec<u64>> = header.tensors.into_iter().map(|t| (t.name, t.shape)).collect();
+            let want: BTreeMap<String, Vec<u64>> = tensors.into_iter().filter(|(n, _)| n != "__metadata__").collect();
+            proptest::prop_assert_eq!(got, want);
+        }
+
         #[test]
         fn parsers_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
             let _ = parse_safetensors(&bytes);
