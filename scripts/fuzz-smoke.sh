@@ -18,7 +18,7 @@ target_dir="${FUZZ_TARGET_DIR:-$cache/fuzz-target}"
 # The library forbids unsafe code, so AddressSanitizer adds little but build and run time.
 sanitizer="${FUZZ_SANITIZER:-none}"
 targets=("$@")
-[[ ${#targets[@]} -eq 0 ]] && targets=(load_workflow ui_to_api apply_patch validate)
+[[ ${#targets[@]} -eq 0 ]] && targets=(load_workflow ui_to_api apply_patch validate model_header)
 
 export RUSTC_BOOTSTRAP=1
 export PATH="$cache/bin/bin:$PATH"
@@ -68,6 +68,27 @@ for n, path in enumerate(files):
     for k, patch in enumerate(patches):
         with open(os.path.join(out, f"seed-{n}-{k}"), "wb") as f:
             f.write(json.dumps(doc).encode() + b"\0" + json.dumps(patch).encode())
+PY
+
+# Model headers: a small safetensors table and a small GGUF file.
+mkdir -p fuzz/corpus/model_header
+python3 - fuzz/corpus/model_header <<'PY'
+import json, os, struct, sys
+out = sys.argv[1]
+table = {"__metadata__": {"ss_base_model_version": "sdxl_base_v1-0"},
+         "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k.lora_down.weight":
+             {"dtype": "F16", "shape": [8, 2048], "data_offsets": [0, 32768]},
+         "model.diffusion_model.double_blocks.0.img_attn.qkv.weight":
+             {"dtype": "BF16", "shape": [9216, 3072], "data_offsets": [32768, 32800]}}
+body = json.dumps(table).encode()
+open(os.path.join(out, "seed-safetensors"), "wb").write(struct.pack("<Q", len(body)) + body)
+def s(text):
+    return struct.pack("<Q", len(text)) + text.encode()
+gguf = b"GGUF" + struct.pack("<IQQ", 3, 1, 2)
+gguf += s("general.architecture") + struct.pack("<I", 8) + s("wan")
+gguf += s("tokens") + struct.pack("<IIQ", 9, 8, 2) + s("a") + s("b")
+gguf += s("blocks.0.self_attn.q.weight") + struct.pack("<IQQIQ", 2, 5120, 5120, 12, 0)
+open(os.path.join(out, "seed-gguf"), "wb").write(gguf)
 PY
 
 failed=()

@@ -1,5 +1,7 @@
-//! Model family tools: `identify_model_family` and `check_model_compatibility`. Pure local
-//! rules over file names; ComfyUI need not run.
+//! Model family tools: `identify_model_family` and `check_model_compatibility`. Local rules:
+//! a model file found in the install's model folders is judged by its header (tensor names,
+//! shapes, metadata; never its weights), any other name by its file name. ComfyUI need not
+//! run.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +11,9 @@ use serde_json::Value;
 
 use crate::error::ToolError;
 use crate::mcp::ToolContext;
+use crate::models::detect::{self, Component, DecidedBy, Verdict};
 use crate::models::family::{self, Family, Modality};
+use crate::models::locate::{Inspected, inspect_models};
 use crate::registry::{Hints, ToolSpec, tool};
 
 /// Workflow files larger than this are refused rather than read.
@@ -22,8 +26,10 @@ pub fn tools() -> Vec<ToolSpec> {
             "Identify model family",
             "Tell which model family (SD1.5, SD2, SDXL/Pony/Illustrious, SD3, Flux, Wan, \
              HunyuanVideo, LTX-Video, Qwen-Image, HiDream, Hunyuan3D, audio) a model file belongs \
-             to from its name, with its native resolution, whether LoRAs apply, and which families \
-             it can't be mixed with. Works offline.",
+             to, with its native resolution, whether LoRAs apply, and which families it can't be \
+             mixed with. When the file is in the ComfyUI model folders, its header (tensor names \
+             and metadata, never the weights) decides and the kind of file (checkpoint, LoRA, \
+             VAE, …) is reported; otherwise its name does. decided_by says which. Works offline.",
             Hints::LOCAL_READ,
             identify_model_family,
         ),
@@ -33,7 +39,8 @@ pub fn tools() -> Vec<ToolSpec> {
             "Check that models can be used together in one generation: give model file names, a \
              workflow file (workflow_path) or inline workflow JSON. Reports each model's family and \
              every conflicting pair (e.g. an SD1.5 LoRA on an SDXL checkpoint) with the reason and \
-             a fix. Names whose family is unknown are listed but not judged.",
+             a fix. Files found in the ComfyUI model folders are judged by their headers, others \
+             by name. Names whose family is unknown are listed but not judged.",
             Hints::LOCAL_READ,
             check_model_compatibility,
         ),
@@ -44,7 +51,8 @@ pub fn tools() -> Vec<ToolSpec> {
 #[serde(deny_unknown_fields)]
 pub struct IdentifyModelFamilyParams {
     /// A model file name, optionally with its folder, e.g. `sdxl_base.safetensors` or
-    /// `loras/flux/style.safetensors`.
+    /// `loras/flux/style.safetensors`, or an absolute path inside the allowed folders. Found
+    /// in the install's model folders, the file's header decides.
     #[schemars(length(min = 1, max = 1024))]
     pub model_name: String,
 }
@@ -65,23 +73,76 @@ pub struct ModelFamilyReport {
     pub lora_compatible: bool,
     /// Labels of the families this model can't be combined with.
     pub incompatible_with: Vec<String>,
-    /// The part of the name that decided the family; null when unknown.
+    /// The part of the name that points to a family; null when the name says nothing.
     pub matched: Option<String>,
     /// A word on what to do next.
     pub note: String,
+    /// How the family was decided: `header` (the file's tensors or metadata),
+    /// `gguf_metadata`, `file_name`, or `header_and_name_disagree` (the header's answer is
+    /// reported).
+    pub decided_by: DecidedBy,
+    /// What the file is (`checkpoint`, `diffusion_model`, `lora`, `vae`, `text_encoder`,
+    /// `controlnet`, `unknown`); null when the file wasn't read.
+    pub component: Option<Component>,
+    /// Size, task or sub-type the header shows (`14B, image-to-video`, `CLIP-L`, `refiner`).
+    pub variant: Option<String>,
+    /// What decided, in words: tensor names, metadata keys, or the name pattern.
+    pub evidence: Vec<String>,
+    /// The file whose header was read; null when judged by name.
+    pub file: Option<String>,
 }
 
 async fn identify_model_family(
-    _cx: ToolContext,
+    cx: ToolContext,
     params: IdentifyModelFamilyParams,
 ) -> Result<ModelFamilyReport, ToolError> {
-    Ok(family_report(params.model_name))
+    let inspected = inspect(&cx, vec![params.model_name]).await?;
+    let Some(one) = inspected.into_iter().next() else {
+        return Err(ToolError::Internal("no model was judged".into()));
+    };
+    Ok(report_for(one))
 }
 
-/// The report `identify_model_family` returns for one name.
+/// Reads the named models' headers on a blocking thread (file system walks and reads).
+async fn inspect(cx: &ToolContext, names: Vec<String>) -> Result<Vec<Inspected>, ToolError> {
+    let app = cx.app.clone();
+    tokio::task::spawn_blocking(move || inspect_models(app.install(), app.paths(), &names))
+        .await
+        .map_err(|error| ToolError::Internal(format!("reading model headers failed: {error}")))
+}
+
+/// The report `identify_model_family` returns for a name alone (no file read).
 pub fn family_report(model_name: String) -> ModelFamilyReport {
+    let verdict = detect::decide(&family::identify(&model_name), None);
+    report_for(Inspected {
+        name: model_name,
+        file: None,
+        verdict,
+    })
+}
+
+/// The report for one judged model.
+fn report_for(inspected: Inspected) -> ModelFamilyReport {
+    let Inspected {
+        name: model_name,
+        file,
+        verdict,
+    } = inspected;
     let found = family::identify(&model_name);
-    match found.family {
+    let Verdict {
+        family,
+        decided_by,
+        component,
+        variant,
+        evidence,
+        note: how,
+    } = verdict;
+    let file = file.map(|path| path.display().to_string());
+    let with_how = |note: String| match &how {
+        Some(how) => format!("{how} {note}"),
+        None => note,
+    };
+    match family {
         Some(family) => ModelFamilyReport {
             model: model_name,
             family: family.key.into(),
@@ -94,10 +155,15 @@ pub fn family_report(model_name: String) -> ModelFamilyReport {
                 .map(|f| f.label.to_string())
                 .collect(),
             matched: found.matched.map(|m| format!("the name contains {m:?}")),
-            note: match family.resolution {
+            note: with_how(match family.resolution {
                 Some(size) => format!("Generate at about {size} for best results."),
                 None => "Resolution doesn't apply to this family.".into(),
-            },
+            }),
+            decided_by,
+            component,
+            variant,
+            evidence,
+            file,
         },
         None => ModelFamilyReport {
             model: model_name,
@@ -107,11 +173,20 @@ pub fn family_report(model_name: String) -> ModelFamilyReport {
             modality: None,
             lora_compatible: false,
             incompatible_with: Vec::new(),
-            matched: None,
-            note: "The name doesn't say which family this model belongs to. Shared text \
-                   encoders (clip_l, t5xxl) and upscalers work across families; for other files \
-                   check the model's download page."
-                .into(),
+            matched: found.matched.map(|m| format!("the name contains {m:?}")),
+            note: match how {
+                Some(how) => how,
+                None => "The name doesn't say which family this model belongs to, and the file \
+                         wasn't found in the ComfyUI model folders to read its header. Shared \
+                         text encoders (clip_l, t5xxl) and upscalers work across families; for \
+                         other files check the model's download page."
+                    .into(),
+            },
+            decided_by,
+            component,
+            variant,
+            evidence,
+            file,
         },
     }
 }
@@ -139,6 +214,22 @@ pub struct Conflict {
     pub reason: String,
 }
 
+/// How one model was judged.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ModelDetail {
+    /// `header`, `gguf_metadata`, `file_name` or `header_and_name_disagree`.
+    pub decided_by: DecidedBy,
+    /// What the file is; null when the file wasn't read.
+    pub component: Option<Component>,
+    pub variant: Option<String>,
+    pub evidence: Vec<String>,
+    /// The file whose header was read; null when judged by name.
+    pub file: Option<String>,
+    /// How it was decided, when that needs a word (an unreadable header, a name that
+    /// disagrees with the file).
+    pub note: Option<String>,
+}
+
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct CompatibilityReport {
     /// True when no two recognised models conflict.
@@ -150,8 +241,10 @@ pub struct CompatibilityReport {
     pub resolution: Option<String>,
     /// Every recognised family, in the order first seen.
     pub families_detected: Vec<String>,
-    /// Each model name and its family key (`unknown` when the name doesn't say).
+    /// Each model name and its family key (`unknown` when neither header nor name says).
     pub models: BTreeMap<String, String>,
+    /// How each model's family was decided, and what its file is.
+    pub details: BTreeMap<String, ModelDetail>,
     /// Every pair of families that can't be combined.
     pub conflicts: Vec<Conflict>,
     pub message: String,
@@ -195,16 +288,35 @@ async fn check_model_compatibility(
              workflow JSON in `workflow`.",
         ));
     }
-    Ok(judge(&names))
+    let inspected = inspect(&cx, names).await?;
+    Ok(judge(inspected))
 }
 
-fn judge(names: &[String]) -> CompatibilityReport {
+fn judge(inspected: Vec<Inspected>) -> CompatibilityReport {
     let mut by_family: Vec<(&'static Family, Vec<String>)> = Vec::new();
     let mut unknown = Vec::new();
     let mut models = BTreeMap::new();
-    for name in names {
-        let found = family::identify(name).family;
+    let mut details = BTreeMap::new();
+    for Inspected {
+        name,
+        file,
+        verdict,
+    } in inspected
+    {
+        let found = verdict.family;
         models.insert(name.clone(), found.map_or("unknown", |f| f.key).to_string());
+        details.insert(
+            name.clone(),
+            ModelDetail {
+                decided_by: verdict.decided_by,
+                component: verdict.component,
+                variant: verdict.variant,
+                evidence: verdict.evidence,
+                file: file.map(|path| path.display().to_string()),
+                note: verdict.note,
+            },
+        );
+        let name = &name;
         match found {
             Some(f) => match by_family.iter_mut().find(|(g, _)| g.key == f.key) {
                 Some((_, members)) => members.push(name.clone()),
@@ -231,8 +343,8 @@ fn judge(names: &[String]) -> CompatibilityReport {
     }
     let unknown_note = (!unknown.is_empty()).then(|| {
         format!(
-            "{} name(s) don't say their family and were not judged: {}. Shared text encoders \
-             (clip_l, t5xxl) and upscalers are fine with any family.",
+            "{} model(s) have no family that could be told and were not judged: {}. Shared \
+             text encoders (clip_l, t5xxl) and upscalers are fine with any family.",
             unknown.len(),
             unknown.join(", ")
         )
@@ -247,6 +359,7 @@ fn judge(names: &[String]) -> CompatibilityReport {
             resolution: None,
             families_detected,
             models,
+            details,
             message: format!(
                 "These models don't work together: they come from {} families ({}).",
                 labels.len(),
@@ -272,8 +385,7 @@ fn judge(names: &[String]) -> CompatibilityReport {
         .find(|f| matches!(f.modality, Modality::Image | Modality::Video))
         .or_else(|| by_family.first().map(|(f, _)| *f));
     let message = match main {
-        None => "None of these names say which family they belong to, so nothing could be \
-                 judged."
+        None => "No family could be told for any of these models, so nothing could be judged."
             .to_string(),
         Some(f) if by_family.len() == 1 => format!(
             "All recognised models are {}{}.",
@@ -298,6 +410,7 @@ fn judge(names: &[String]) -> CompatibilityReport {
         resolution: main.and_then(|f| f.resolution).map(Into::into),
         families_detected,
         models,
+        details,
         conflicts,
         message,
         suggestion: unknown_note,
@@ -312,13 +425,15 @@ fn label_of(key: &str) -> &'static str {
 mod tests {
     use super::*;
 
-    fn names(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
+    fn names(list: &[&str]) -> Vec<Inspected> {
+        let policy = crate::paths::PathPolicy::new(Vec::new());
+        let list: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+        inspect_models(None, &policy, &list)
     }
 
     #[test]
     fn one_family_is_compatible_with_its_resolution() {
-        let report = judge(&names(&[
+        let report = judge(names(&[
             "sdxl_base.safetensors",
             "pony_style_lora.safetensors",
         ]));
@@ -331,7 +446,7 @@ mod tests {
 
     #[test]
     fn mixed_families_conflict_with_both_sides_named() {
-        let report = judge(&names(&[
+        let report = judge(names(&[
             "v1-5-pruned.safetensors",
             "sdxl_lora.safetensors",
             "flux1-dev.safetensors",
@@ -354,7 +469,7 @@ mod tests {
 
     #[test]
     fn unknown_names_are_ignored_when_deciding_but_reported() {
-        let report = judge(&names(&["flux1-dev.safetensors", "t5xxl_fp16.safetensors"]));
+        let report = judge(names(&["flux1-dev.safetensors", "t5xxl_fp16.safetensors"]));
         assert!(report.compatible);
         assert_eq!(report.models["t5xxl_fp16.safetensors"], "unknown");
         assert!(
@@ -363,14 +478,14 @@ mod tests {
                 .as_deref()
                 .is_some_and(|s| s.contains("t5xxl"))
         );
-        let report = judge(&names(&["mystery.safetensors"]));
+        let report = judge(names(&["mystery.safetensors"]));
         assert!(report.compatible);
         assert!(report.family.is_none());
     }
 
     #[test]
     fn audio_alongside_an_image_family_is_fine() {
-        let report = judge(&names(&["bark_large.pt", "sdxl_base.safetensors"]));
+        let report = judge(names(&["bark_large.pt", "sdxl_base.safetensors"]));
         assert!(report.compatible);
         assert_eq!(report.family.as_deref(), Some("sdxl"));
         assert_eq!(report.families_detected, ["audio", "sdxl"]);
