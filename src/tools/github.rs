@@ -865,7 +865,7 @@ fn status_message(report: &PackUpdate, branch: &str) -> String {
 }
 
 /// The command a user could run to update: `git pull` on the default branch, or a checkout of
-/// the newest release for a pack pinned at a tag. Only for packs that are behind.
+/// the newest release for a pack pinned at an older tag. Only for packs that are behind.
 fn update_command(report: &PackUpdate, branch: &str) -> Option<String> {
     if report.status != PackStatus::Behind {
         return None;
@@ -873,10 +873,14 @@ fn update_command(report: &PackUpdate, branch: &str) -> Option<String> {
     let dir = shell_quote(&report.path);
     match (&report.branch, &report.latest_release) {
         (Some(local), _) if local == branch => Some(format!("git -C {dir} pull")),
-        (None, Some(release)) if !report.tags_at_head.is_empty() => Some(format!(
-            "git -C {dir} fetch --tags && git -C {dir} checkout {}",
-            shell_quote(&format!("tags/{}", release.tag))
-        )),
+        (None, Some(release))
+            if !report.tags_at_head.is_empty() && report.at_latest_release == Some(false) =>
+        {
+            Some(format!(
+                "git -C {dir} fetch --tags && git -C {dir} checkout {}",
+                shell_quote(&format!("tags/{}", release.tag))
+            ))
+        }
         _ => Some(format!(
             "git -C {dir} checkout {} && git -C {dir} pull",
             shell_quote(branch)

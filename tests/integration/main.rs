@@ -9,6 +9,7 @@ mod comfy;
 mod events;
 mod execution;
 mod execution_client;
+mod github;
 mod gpu;
 mod http;
 mod inprocess;
