@@ -400,13 +400,13 @@ fn pack_folders(custom_nodes: &[PathBuf]) -> Vec<PackFolder> {
             packs.push(PackFolder { name, path });
         }
     }
-    packs.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+    packs.sort_by_key(|p| p.name.to_lowercase());
     packs
 }
 
 /// What one pack's check produced.
 enum Outcome {
-    Checked(PackUpdate),
+    Checked(Box<PackUpdate>),
     Skipped(SkippedPack),
 }
 
@@ -485,12 +485,12 @@ async fn check_node_updates(
     let mut skipped = Vec::new();
     for outcome in outcomes {
         match outcome {
-            Outcome::Checked(pack) => checked_packs.push(pack),
+            Outcome::Checked(pack) => checked_packs.push(*pack),
             Outcome::Skipped(pack) => skipped.push(pack),
         }
     }
-    checked_packs.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
-    skipped.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+    checked_packs.sort_by_key(|p| p.name.to_lowercase());
+    skipped.sort_by_key(|p| p.name.to_lowercase());
     let count = |f: fn(PackStatus) -> bool| checked_packs.iter().filter(|p| f(p.status)).count();
     let up_to_date = count(|s| s == PackStatus::UpToDate);
     let has_updates = count(|s| matches!(s, PackStatus::Behind | PackStatus::Diverged));
@@ -625,7 +625,7 @@ async fn check_pack(web: &Web, run: Arc<Run>, pack: PackFolder) -> Outcome {
         }
         Err(error) => {
             report.message = format!("It couldn't be checked: {error}.");
-            return Outcome::Checked(report);
+            return Outcome::Checked(Box::new(report));
         }
     };
     let Some(url) = state.origin_url.clone() else {
@@ -655,11 +655,11 @@ async fn check_pack(web: &Web, run: Arc<Run>, pack: PackFolder) -> Outcome {
         report.message = "No commit is checked out (the branch has no commits), so there is \
                           nothing to compare."
             .into();
-        return Outcome::Checked(report);
+        return Outcome::Checked(Box::new(report));
     };
     if run.web_stop.load(Ordering::SeqCst) {
         report.message = "Not asked: GitHub's rate limit was reached earlier in this check.".into();
-        return Outcome::Checked(report);
+        return Outcome::Checked(Box::new(report));
     }
     match compare_with_github(web, &run, &repo, &head, &state, &mut report).await {
         Ok(()) => {}
@@ -675,7 +675,7 @@ async fn check_pack(web: &Web, run: Arc<Run>, pack: PackFolder) -> Outcome {
             };
         }
     }
-    Outcome::Checked(report)
+    Outcome::Checked(Box::new(report))
 }
 
 /// The GitHub side: default branch, comparison, and (when not up to date) the newest release.
@@ -745,7 +745,7 @@ async fn compare_with_github(
             Ok(release) => {
                 report.at_latest_release = release
                     .as_ref()
-                    .map(|r| state.tags_at_head.iter().any(|t| *t == r.tag));
+                    .map(|r| state.tags_at_head.contains(&r.tag));
                 report.latest_release = release;
             }
             // The comparison stands; only the release is missing.
