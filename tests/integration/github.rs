@@ -615,3 +615,48 @@ async fn agent_offline(scratch: &Scratch, url: &str) -> RawStdio {
     )
     .await
 }
+
+#[tokio::test]
+async fn one_slow_or_garbled_pack_does_not_sink_the_rest() {
+    let scratch = Scratch::new();
+    let (base, _outside) = install(scratch.dir.path());
+    let fake = fake().await;
+    fake.fail_repo("fake/behind", GhFault::Delay(Duration::from_secs(4)));
+    fake.fail_repo("fake/ahead", GhFault::Malformed);
+    let url = fake.url();
+    let mut agent = agent(
+        &scratch,
+        Some(&base),
+        &[
+            ("COMFYUI_AGENT_GITHUB_URL", &url),
+            ("COMFYUI_AGENT_WEB_TIMEOUT", "1"),
+            ("GITHUB_TOKEN", TOKEN),
+        ],
+    )
+    .await;
+    let raw = agent.call_tool(1, "check_node_updates", json!({})).await;
+    let result = ok(&raw);
+    let message = |name: &str| {
+        pack(result, name)["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(pack(result, "pack behind")["status"], "unknown");
+    assert!(
+        message("pack behind").contains("didn't answer"),
+        "{result:#}"
+    );
+    assert_eq!(pack(result, "pack-ahead")["status"], "unknown");
+    assert!(message("pack-ahead").contains("JSON"), "{result:#}");
+    assert_eq!(pack(result, "pack-tagged")["status"], "behind");
+    assert_eq!(pack(result, "pack-uptodate")["status"], "up_to_date");
+    let kinds = result["errors"].to_string();
+    assert!(
+        kinds.contains("web_timeout") && kinds.contains("web_malformed"),
+        "{kinds}"
+    );
+    // With a token set, the result doesn't ask for one.
+    assert!(!result["notes"].to_string().contains("Set GITHUB_TOKEN"));
+    assert!(!raw.to_string().contains(TOKEN));
+}
