@@ -313,6 +313,10 @@ pub struct PackUpdate {
     pub local_head: Option<String>,
     /// Tags naming the checked-out commit.
     pub tags_at_head: Vec<String>,
+    /// The upstream branch's commit as last fetched into this checkout
+    /// (`refs/remotes/origin/<branch>`); it differs from `local_head` when a fetch brought
+    /// commits that weren't merged yet.
+    pub last_fetched: Option<String>,
     /// The branch compared with (the repository's default branch).
     pub default_branch: Option<String>,
     /// Commits on the default branch the pack lacks.
@@ -603,6 +607,7 @@ async fn check_pack(web: &Web, run: Arc<Run>, pack: PackFolder) -> Outcome {
         branch: None,
         local_head: None,
         tags_at_head: Vec::new(),
+        last_fetched: None,
         default_branch: None,
         behind_by: None,
         ahead_by: None,
@@ -651,6 +656,7 @@ async fn check_pack(web: &Web, run: Arc<Run>, pack: PackFolder) -> Outcome {
     report.branch = state.branch.clone();
     report.local_head = state.head.clone();
     report.tags_at_head = state.tags_at_head.clone();
+    report.last_fetched = state.upstream.as_ref().map(|(_, sha)| sha.clone());
     let Some(head) = state.head.clone() else {
         report.message = "No commit is checked out (the branch has no commits), so there is \
                           nothing to compare."

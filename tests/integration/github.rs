@@ -19,6 +19,7 @@ const S_TAG_OBJECT: &str = "5555555555555555555555555555555555555555";
 const S_LINKED: &str = "6666666666666666666666666666666666666666";
 const S_BROKEN: &str = "7777777777777777777777777777777777777777";
 const S_SECRET: &str = "8888888888888888888888888888888888888888";
+const S_FETCHED: &str = "9999999999999999999999999999999999999999";
 
 fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
@@ -75,6 +76,11 @@ fn install(root: &Path) -> (PathBuf, PathBuf) {
         S_BEHIND,
         "git@github.com:fake/behind.git",
         false,
+    );
+    // Fetched but not merged: origin/main is ahead of the local branch.
+    write(
+        &nodes.join("pack behind/.git/refs/remotes/origin/main"),
+        &format!("{S_FETCHED}\n"),
     );
     checkout(
         &nodes.join("pack-ahead"),
@@ -250,6 +256,7 @@ async fn check_node_updates_reports_each_pack_honestly() {
     assert_eq!(up["branch"], "main");
     assert_eq!(up["local_head"], S_UP);
     assert_eq!(up["update_command"], Value::Null);
+    assert_eq!(up["last_fetched"], Value::Null);
 
     let behind = pack(&result, "pack behind");
     assert_eq!(behind["status"], "behind", "{behind:#}");
@@ -257,6 +264,7 @@ async fn check_node_updates_reports_each_pack_honestly() {
     assert_eq!(behind["latest_release"]["tag"], "v2.0");
     assert_eq!(behind["at_latest_release"], false);
     assert_eq!(behind["default_branch"], "main");
+    assert_eq!(behind["last_fetched"], S_FETCHED);
     let command = behind["update_command"].as_str().expect("command");
     assert!(command.starts_with("git -C '"), "{command}");
     assert!(command.ends_with("pack behind' pull"), "{command}");
