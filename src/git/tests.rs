@@ -274,3 +274,25 @@ fn credentials_are_stripped() {
         "git@github.com:a/b.git"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn special_files_are_not_opened() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pack = dir.path().join("pack");
+    let git = repo(&pack);
+    std::fs::remove_file(git.join("HEAD")).expect("rm");
+    // A FIFO as HEAD would block a plain read forever; it must be refused unopened.
+    let made = std::process::Command::new("mkfifo")
+        .arg(git.join("HEAD"))
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        return;
+    }
+    let state = read_state(&pack, None).expect("state");
+    assert_eq!(state.head, None);
+    assert_eq!(
+        state.origin_url.as_deref(),
+        Some("https://github.com/Owner/Pack.git")
+    );
+}
