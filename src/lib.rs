@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod exec;
 pub mod fsutil;
+pub mod git;
 pub mod gpu;
 pub mod images;
 pub mod install;

@@ -13,6 +13,7 @@ pub struct NoParams {}
 
 pub mod comfy_api;
 pub mod execution;
+pub mod github;
 pub mod gpu;
 pub mod health;
 pub mod inspect;
@@ -30,6 +31,7 @@ pub fn all() -> Vec<ToolSpec> {
     tools.extend(sessions::tools());
     tools.extend(execution::tools());
     tools.extend(gpu::tools());
+    tools.extend(github::tools());
     tools.extend(health::tools());
     tools
 }

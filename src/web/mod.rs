@@ -369,11 +369,17 @@ impl Web {
     }
 }
 
-/// `base` joined with `path` and `query`. The path may not leave the base (no `..`, no
-/// absolute URL), so a value taken from a user can't redirect the request elsewhere.
+/// `base` joined with `path` and `query`. The path may not leave the base (no `.` or `..`
+/// segment, plain or percent-encoded, no absolute URL), so a value taken from a user can't
+/// redirect the request elsewhere. Dots inside a segment are fine: GitHub's compare endpoint
+/// takes `base...head`.
 fn request_url(base: &Url, path: &str, query: &[(&str, String)]) -> Option<Url> {
     let path = path.trim_start_matches('/');
-    if path.contains("..") || path.contains("://") || path.contains('?') || path.contains('#') {
+    let dot_segment = path.split(['/', '\\']).any(|segment| {
+        let plain = segment.to_ascii_lowercase().replace("%2e", ".");
+        plain == "." || plain == ".."
+    });
+    if dot_segment || path.contains("://") || path.contains('?') || path.contains('#') {
         return None;
     }
     let mut base = base.clone();
@@ -382,7 +388,7 @@ fn request_url(base: &Url, path: &str, query: &[(&str, String)]) -> Option<Url> 
         base.set_path(&with_slash);
     }
     let mut url = base.join(path).ok()?;
-    if url.origin() != base.origin() {
+    if url.origin() != base.origin() || !url.path().starts_with(base.path()) {
         return None;
     }
     if !query.is_empty() {

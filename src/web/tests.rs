@@ -270,6 +270,9 @@ fn request_paths_stay_under_the_base_url() {
         "//evil.example/x",
         "models?token=x",
         "models#frag",
+        "models/%2e%2e/%2E%2E/x",
+        "models/.%2e/x",
+        "models\\..\\..\\x",
     ] {
         let joined = request_url(&base, bad, &[]);
         assert!(
@@ -279,6 +282,16 @@ fn request_paths_stay_under_the_base_url() {
             "{bad} → {joined:?}"
         );
     }
+}
+
+#[test]
+fn dots_inside_a_segment_are_allowed() {
+    let base = Url::parse("https://api.github.com/").expect("url");
+    let url = request_url(&base, "repos/o/r/compare/abc...main", &[]).expect("url");
+    assert_eq!(
+        url.as_str(),
+        "https://api.github.com/repos/o/r/compare/abc...main"
+    );
 }
 
 #[test]

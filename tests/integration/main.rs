@@ -10,6 +10,7 @@ mod events;
 mod execution;
 mod execution_client;
 mod families;
+mod github;
 mod gpu;
 mod http;
 mod inprocess;
