@@ -11,7 +11,9 @@ use crate::registry::ToolSpec;
 #[serde(deny_unknown_fields)]
 pub struct NoParams {}
 
+pub mod civitai;
 pub mod comfy_api;
+pub mod discover;
 pub mod execution;
 pub mod gpu;
 pub mod health;
@@ -27,6 +29,8 @@ pub fn all() -> Vec<ToolSpec> {
     tools.extend(workflow::tools());
     tools.extend(sessions::tools());
     tools.extend(execution::tools());
+    tools.extend(discover::tools());
+    tools.extend(civitai::tools());
     tools.extend(gpu::tools());
     tools.extend(health::tools());
     tools
