@@ -2,6 +2,7 @@
 //! fake ComfyUI.
 
 pub mod fake_comfy;
+pub mod fake_web;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
