@@ -27,7 +27,8 @@ use crate::web::{Source, WebError};
 /// Workflow files larger than this are refused rather than read.
 const MAX_WORKFLOW_BYTES: u64 = 32 * 1024 * 1024;
 /// Registry look-ups one `find_missing_nodes` call may make (the rest are listed as unchecked).
-const MAX_CLASS_LOOKUPS: usize = 15;
+/// Twelve fit the registry's rate limit (burst 5, then 2 a second) without waiting long.
+const MAX_CLASS_LOOKUPS: usize = 12;
 /// Descriptions in results are cut to this many characters.
 const DESCRIPTION_CHARS: usize = 200;
 /// Manager files older than this are `stale`, and older than the second `very_stale`.
@@ -1122,6 +1123,21 @@ async fn registry_instructions(
             &model.filename,
             &folder,
             models.contains(&model.filename),
+            install.as_ref(),
+            Vec::new(),
+        ));
+    }
+    // A repository address the lists don't know: instructions straight from it.
+    if (query.starts_with("https://github.com/") || query.starts_with("https://gitlab.com/"))
+        && safe_url(query).is_some_and(|u| !u.starts_with('"'))
+    {
+        let title = repo_name(query).to_string();
+        return Ok(pack_instructions(
+            query,
+            &title,
+            query,
+            None,
+            &packs,
             install.as_ref(),
             Vec::new(),
         ));

@@ -735,6 +735,32 @@ async fn install_instructions_are_text_with_the_install_folders() {
     assert_eq!(report["url"], "https://huggingface.co/stabilityai/sdxl-vae");
     assert!(report["save_to"].as_str().expect("folder").ends_with("vae"));
 
+    let result = agent
+        .call_tool(
+            11,
+            "get_install_instructions",
+            json!({"query": "https://github.com/someone/ComfyUI-Other-Pack"}),
+        )
+        .await;
+    let report = ok(&result);
+    assert_eq!(report["pack_title"], "ComfyUI-Other-Pack");
+    assert_eq!(
+        report["install_commands"][2], "cd ComfyUI-Other-Pack",
+        "a repository address gives instructions without a list"
+    );
+    let result = agent
+        .call_tool(
+            12,
+            "get_install_instructions",
+            json!({"query": "https://github.com/x/y;touch${IFS}z"}),
+        )
+        .await;
+    let text = result_text(&result);
+    assert!(
+        !text.contains("git clone https://github.com/x/y;"),
+        "{text}"
+    );
+
     let bad = agent
         .call_tool(
             10,
