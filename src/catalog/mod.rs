@@ -6,8 +6,10 @@ pub mod civitai;
 pub mod huggingface;
 pub mod installed;
 pub mod manager;
+pub mod nodes;
 pub mod rank;
 pub mod registry;
+pub mod shell;
 
 use std::sync::{Arc, Mutex};
 

@@ -4,8 +4,8 @@
 //! that fails (or is skipped offline) is named in `errors`; the others' findings still count.
 //! Instructions are text only: nothing is ever installed or run.
 
-use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use schemars::JsonSchema;
@@ -16,9 +16,11 @@ use crate::catalog::civitai::{self, CivitaiSummary};
 use crate::catalog::huggingface;
 use crate::catalog::installed::{InstalledModels, InstalledPacks};
 use crate::catalog::manager::{ManagerData, ManagerFile, folder_for_type, repo_name};
+use crate::catalog::nodes::node_classes;
 use crate::catalog::rank::{self, Hit};
 use crate::catalog::registry::{self, RegistryPack};
-use crate::comfy::discovery::{Host, Install, Layout, model_folders};
+use crate::catalog::shell::{is_plain_id, python_command, safe_url, shell_path, shell_word};
+use crate::comfy::discovery::{Host, Install, model_folders};
 use crate::error::ToolError;
 use crate::mcp::ToolContext;
 use crate::registry::{Hints, ToolSpec, tool};
@@ -34,8 +36,6 @@ const DESCRIPTION_CHARS: usize = 200;
 /// Manager files older than this are `stale`, and older than the second `very_stale`.
 const STALE_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 const VERY_STALE_AFTER: Duration = Duration::from_secs(30 * 24 * 3600);
-/// Node types the UI draws but ComfyUI never runs.
-const FRONTEND_ONLY: [&str; 5] = ["Note", "MarkdownNote", "Reroute", "PrimitiveNode", "Label"];
 
 pub fn tools() -> Vec<ToolSpec> {
     vec![
@@ -905,7 +905,16 @@ async fn workflow_classes(
             reason: format!("it is not valid JSON ({e})"),
         })?
     } else if let Some(doc) = params.workflow.clone() {
-        doc
+        // The file's text is accepted as well as the object.
+        match doc {
+            Value::String(text) => serde_json::from_str(&text).map_err(|e| {
+                ToolError::rejected(
+                    format!("The inline workflow is not valid JSON ({e})."),
+                    "Pass the workflow JSON as ComfyUI saves it (API or UI format).",
+                )
+            })?,
+            other => other,
+        }
     } else {
         let session = cx.workspace(params.session.as_deref());
         let state = session.workflow.lock().await;
@@ -930,51 +939,6 @@ async fn workflow_classes(
             "Pass the workflow JSON as ComfyUI saves it (API or UI format).",
         ),
     })
-}
-
-/// Node types of an API- or UI-format workflow. UI nodes that stand for a subgraph are
-/// replaced by the subgraph's own nodes; frontend-only nodes are skipped.
-pub fn node_classes(doc: &Value) -> Result<Vec<String>, String> {
-    let (format, doc) = crate::workflow::detect(doc)?;
-    let mut found: Vec<String> = Vec::new();
-    match format {
-        crate::workflow::Format::Api => {
-            for node in doc.as_object().into_iter().flat_map(|o| o.values()) {
-                if let Some(class) = node.get("class_type").and_then(Value::as_str) {
-                    found.push(class.to_string());
-                }
-            }
-        }
-        crate::workflow::Format::Ui => {
-            let subgraphs: Vec<&Value> = doc
-                .get("definitions")
-                .and_then(|d| d.get("subgraphs"))
-                .and_then(Value::as_array)
-                .map(|list| list.iter().collect())
-                .unwrap_or_default();
-            let subgraph_ids: HashSet<&str> = subgraphs
-                .iter()
-                .filter_map(|s| s.get("id").and_then(Value::as_str))
-                .collect();
-            let lists = std::iter::once(doc.get("nodes"))
-                .chain(subgraphs.iter().map(|s| s.get("nodes")))
-                .flatten()
-                .filter_map(Value::as_array);
-            for node in lists.flatten() {
-                let Some(class) = node.get("type").and_then(Value::as_str) else {
-                    continue;
-                };
-                if FRONTEND_ONLY.contains(&class) || subgraph_ids.contains(class) {
-                    continue;
-                }
-                found.push(class.to_string());
-            }
-        }
-    }
-    found.retain(|c| !c.trim().is_empty());
-    found.sort();
-    found.dedup();
-    Ok(found)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1202,90 +1166,6 @@ async fn registry_instructions(
     }
 }
 
-fn is_plain_id(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= 100
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-}
-
-/// Quotes `word` for a command line, or refuses it: plain words pass as they are, words with
-/// spaces and similar are double-quoted, and anything a shell could expand (`$`, backquotes,
-/// quotes, `%`, `!`, backslashes outside paths, control characters) is refused.
-pub fn shell_word(word: &str) -> Option<String> {
-    if word.is_empty() || word.chars().any(char::is_control) {
-        return None;
-    }
-    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=@+,~".contains(c);
-    if word.chars().all(plain) {
-        return Some(word.to_string());
-    }
-    if word.chars().any(|c| "\"'`$!%;&|<>(){}*?[]\n".contains(c)) {
-        return None;
-    }
-    Some(format!("\"{word}\""))
-}
-
-/// A path for a command line; Windows separators are fine inside quotes.
-fn shell_path(path: &Path) -> Option<String> {
-    let text = path.display().to_string();
-    if text.contains('\\') {
-        if text
-            .chars()
-            .any(|c| "\"`$!%;&|<>\n".contains(c) || c.is_control())
-        {
-            return None;
-        }
-        return Some(format!("\"{text}\""));
-    }
-    shell_word(&text)
-}
-
-/// An https address safe to show in a command.
-fn safe_url(url: &str) -> Option<String> {
-    let parsed = url::Url::parse(url).ok()?;
-    if parsed.scheme() != "https" && parsed.scheme() != "http" {
-        return None;
-    }
-    let ok = url
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_./:=@+,~%?&#".contains(c));
-    ok.then(|| {
-        if url.contains('&') || url.contains('?') || url.contains('#') {
-            format!("\"{url}\"")
-        } else {
-            url.to_string()
-        }
-    })
-}
-
-/// The install's python, for `pip`: the portable build's embedded one, a venv in the folder,
-/// or plain `python`.
-fn python_command(install: Option<&Install>) -> String {
-    let Some(install) = install else {
-        return "python".into();
-    };
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if install.layout == Layout::Portable
-        && let Some(parent) = install.base_dir.parent()
-    {
-        return shell_path(&parent.join("python_embeded").join("python.exe"))
-            .unwrap_or_else(|| "python".into());
-    }
-    for dir in std::iter::once(&install.base_dir).chain(install.code_dir.as_ref()) {
-        for venv in [".venv", "venv"] {
-            candidates.push(dir.join(venv).join("Scripts").join("python.exe"));
-            candidates.push(dir.join(venv).join("bin").join("python"));
-        }
-    }
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .and_then(|p| shell_path(&p))
-        .unwrap_or_else(|| "python".into())
-}
-
 fn pack_instructions(
     query: &str,
     title: &str,
@@ -1315,7 +1195,13 @@ fn pack_instructions(
     } else if let (true, (Some(url_word), Some(folder_word), Some(dir_word))) =
         (is_git, clone_parts)
     {
-        commands.push(format!("cd {dir_word}"));
+        // cmd needs /d to change drive as well as folder.
+        let cd = if dir_word.contains(":\\") {
+            "cd /d"
+        } else {
+            "cd"
+        };
+        commands.push(format!("{cd} {dir_word}"));
         commands.push(format!("git clone {url_word}"));
         commands.push(format!("cd {folder_word}"));
         commands.push(format!(
@@ -1571,11 +1457,14 @@ async fn hf_instructions(
         shell_path(&dir),
     ) {
         commands.push(format!(
-            "huggingface-cli download {repo_word} <file name> --local-dir {dir_word}"
+            "huggingface-cli download {repo_word} FILE_NAME --local-dir {dir_word}"
         ));
     }
     let mut steps = vec![
-        format!("Open {page}/tree/main and pick the file you need (usually a .safetensors)."),
+        format!(
+            "Open {page}/tree/main and pick the file you need (usually a .safetensors); put its \
+             name in place of FILE_NAME."
+        ),
         format!("Save to: {}", dir.display()),
         "In ComfyUI, press R (or reload the page) so the loader lists the new file.".into(),
     ];
@@ -1843,67 +1732,6 @@ fn models_summary(install: Option<&Install>) -> ModelsSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn api_workflows_give_their_class_types() {
-        let doc = json!({
-            "1": {"class_type": "KSampler", "inputs": {}},
-            "2": {"class_type": "FaceDetailer", "inputs": {}},
-            "3": {"class_type": "KSampler", "inputs": {}}
-        });
-        assert_eq!(
-            node_classes(&doc).expect("api"),
-            ["FaceDetailer", "KSampler"]
-        );
-    }
-
-    #[test]
-    fn ui_workflows_skip_frontend_nodes_and_open_subgraphs() {
-        let doc = json!({
-            "nodes": [
-                {"id": 1, "type": "KSampler"},
-                {"id": 2, "type": "Note"},
-                {"id": 3, "type": "Reroute"},
-                {"id": 4, "type": "PrimitiveNode"},
-                {"id": 5, "type": "a1b2c3d4-0000-4000-8000-000000000000"},
-                {"id": 6, "type": "MarkdownNote"}
-            ],
-            "definitions": {"subgraphs": [{
-                "id": "a1b2c3d4-0000-4000-8000-000000000000",
-                "nodes": [{"id": 1, "type": "UltimateSDUpscale"}]
-            }]}
-        });
-        assert_eq!(
-            node_classes(&doc).expect("ui"),
-            ["KSampler", "UltimateSDUpscale"]
-        );
-        assert!(node_classes(&json!([1, 2])).is_err());
-    }
-
-    #[test]
-    fn shell_words_are_quoted_or_refused() {
-        assert_eq!(
-            shell_word("ComfyUI-Impact-Pack").as_deref(),
-            Some("ComfyUI-Impact-Pack")
-        );
-        assert_eq!(shell_word("My Pack").as_deref(), Some("\"My Pack\""));
-        assert_eq!(shell_word("x; rm -rf /"), None);
-        assert_eq!(shell_word("$(evil)"), None);
-        assert_eq!(shell_word("a`b`"), None);
-        assert_eq!(shell_word("line\nbreak"), None);
-        assert_eq!(shell_word(""), None);
-        assert_eq!(
-            safe_url("https://github.com/a/b").as_deref(),
-            Some("https://github.com/a/b")
-        );
-        assert_eq!(
-            safe_url("https://x/api/download?type=Model&format=SafeTensor").as_deref(),
-            Some("\"https://x/api/download?type=Model&format=SafeTensor\"")
-        );
-        assert_eq!(safe_url("https://github.com/a/b;rm"), None);
-        assert_eq!(safe_url("file:///etc/passwd"), None);
-    }
 
     #[test]
     fn freshness_follows_the_seven_and_thirty_day_marks() {
@@ -1951,21 +1779,5 @@ mod tests {
         );
         assert!(bad.install_commands.is_empty());
         assert!(!bad.steps.iter().any(|s| s.contains("comfy node install")));
-    }
-
-    #[test]
-    fn portable_installs_use_the_embedded_python() {
-        let install = Install {
-            base_dir: PathBuf::from("/p/ComfyUI_windows_portable/ComfyUI"),
-            code_dir: None,
-            layout: Layout::Portable,
-            found_by: crate::comfy::discovery::InstallSource::Configured,
-            extra_model_paths: Vec::new(),
-        };
-        assert_eq!(
-            python_command(Some(&install)),
-            "/p/ComfyUI_windows_portable/python_embeded/python.exe"
-        );
-        assert_eq!(python_command(None), "python");
     }
 }
