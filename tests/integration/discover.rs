@@ -935,3 +935,80 @@ async fn trending_models_filter_by_type_base_model_and_period() {
     assert!(text.contains("isn't the JSON expected"), "{text}");
     let _ = result_text(&result);
 }
+
+/// The tool's declared output schema, from the tool list snapshot.
+fn output_schema(tool: &str) -> jsonschema::Validator {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/tools.json"),
+    )
+    .expect("tool list snapshot");
+    let tools: Value = serde_json::from_str(&text).expect("json");
+    let schema = tools
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|t| t["name"] == tool)
+        .unwrap_or_else(|| panic!("{tool} in the snapshot"))["outputSchema"]
+        .clone();
+    jsonschema::validator_for(&schema).expect("schema compiles")
+}
+
+#[tokio::test]
+async fn every_answer_fits_its_declared_output_schema() {
+    let fake = FakeComfy::start().await;
+    let setup = Setup::new().await;
+    setup.web.fail(HUGGINGFACE, WebFault::Status(500));
+    let mut up = setup.agent(&fake.url(), &[]).await;
+    let mut down = setup.agent(DOWN, &[]).await;
+    let workflow = json!({
+        "1": {"class_type": "KSampler", "inputs": {}},
+        "2": {"class_type": "FaceDetailer", "inputs": {}},
+        "3": {"class_type": "TotallyUnknownNode", "inputs": {}}
+    });
+    let calls = [
+        ("discover", json!({"query": "face"})),
+        (
+            "discover",
+            json!({"query": "ultrasharp", "category": "models"}),
+        ),
+        ("find_missing_nodes", json!({"workflow": workflow})),
+        (
+            "find_missing_nodes",
+            json!({"workflow": crate::support::solid()}),
+        ),
+        ("get_install_instructions", json!({"query": "FaceDetailer"})),
+        (
+            "get_install_instructions",
+            json!({"query": "GetImageSizeAndCount"}),
+        ),
+        (
+            "get_install_instructions",
+            json!({"query": "4x-UltraSharp"}),
+        ),
+        (
+            "get_install_instructions",
+            json!({"query": "4201", "source": "civitai"}),
+        ),
+        (
+            "get_install_instructions",
+            json!({"query": "stabilityai/sdxl-vae", "source": "huggingface"}),
+        ),
+        ("check_registry_freshness", json!({"refresh": true})),
+        ("get_civitai_model", json!({"model_id": 4201})),
+        ("get_trending_models", json!({"model_type": "checkpoint"})),
+    ];
+    let mut id = 0;
+    for (tool, args) in calls {
+        let validator = output_schema(tool);
+        for agent in [&mut up, &mut down] {
+            id += 1;
+            let result = agent.call_tool(id, tool, args.clone()).await;
+            let value = ok(&result);
+            let problems: Vec<String> = validator
+                .iter_errors(value)
+                .map(|e| format!("{} at {}", e, e.instance_path()))
+                .collect();
+            assert!(problems.is_empty(), "{tool} {args}: {problems:?}\n{value}");
+        }
+    }
+}
