@@ -734,6 +734,7 @@ async fn find_missing_nodes(
     )
     .await;
     let mut registry_failed = false;
+    let mut not_looked_up: std::collections::HashSet<String> = std::collections::HashSet::new();
     for (class, answer) in ask_registry.into_iter().zip(lookups) {
         match answer {
             Ok(Some(pack)) if !is_core_pack(&pack) => placed.push((
@@ -754,6 +755,7 @@ async fn find_missing_nodes(
                     errors.push((&error).into());
                     registry_failed = true;
                 }
+                not_looked_up.insert(class.clone());
                 placed.push((class, None));
             }
         }
@@ -792,6 +794,13 @@ async fn find_missing_nodes(
                 });
             }
             None if live.is_some() => {
+                let message = if not_looked_up.contains(&class) {
+                    "The Comfy registry couldn't be asked about this node type (see errors); \
+                     try again later, or search for it with discover."
+                } else {
+                    "No pack list knows this node type. Search for it with discover, or check \
+                     where the workflow came from."
+                };
                 missing_nodes.push(MissingNode {
                     node_type: class.clone(),
                     pack_title: None,
@@ -799,11 +808,7 @@ async fn find_missing_nodes(
                     pack_id: None,
                     pack_installed: false,
                     found_in: None,
-                    message: Some(
-                        "No pack list knows this node type. Search for it with discover, or \
-                         check where the workflow came from."
-                            .into(),
-                    ),
+                    message: Some(message.into()),
                 });
                 unresolved.push(class);
             }
@@ -1569,12 +1574,16 @@ async fn check_registry_freshness(
 ) -> Result<FreshnessReport, ToolError> {
     let refreshed = params.refresh.unwrap_or(false);
     if refreshed {
-        cx.app.catalog().invalidate();
         cx.app.web().clear_cache();
     }
     let install = install_owned(&cx);
-    let manager_cached = cx.app.catalog().is_cached();
-    let (files, manager_installed, models) = blocking(move || {
+    let app = cx.app.clone();
+    // The Manager's lists may be being parsed under the catalogue's lock: off the async thread.
+    let (manager_cached, files, manager_installed, models) = blocking(move || {
+        if refreshed {
+            app.catalog().invalidate();
+        }
+        let manager_cached = app.catalog().is_cached();
         let files: Vec<(ManagerFile, Option<crate::catalog::manager::Located>)> = match &install {
             Some(install) => ManagerFile::ALL
                 .iter()
@@ -1586,7 +1595,12 @@ async fn check_registry_freshness(
             .as_ref()
             .and_then(crate::catalog::manager::manager_dir)
             .is_some();
-        (files, manager_installed, models_summary(install.as_ref()))
+        (
+            manager_cached,
+            files,
+            manager_installed,
+            models_summary(install.as_ref()),
+        )
     })
     .await?;
     let now = SystemTime::now();
@@ -1655,7 +1669,7 @@ async fn check_registry_freshness(
     Ok(FreshnessReport {
         registries,
         cache: CacheState {
-            manager_lists_cached: manager_cached && !refreshed,
+            manager_lists_cached: manager_cached,
             web_answers,
             web_bytes,
         },

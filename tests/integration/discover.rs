@@ -936,6 +936,44 @@ async fn trending_models_filter_by_type_base_model_and_period() {
     let _ = result_text(&result);
 }
 
+#[tokio::test]
+async fn find_missing_nodes_says_when_the_registry_could_not_be_asked() {
+    let fake = FakeComfy::start().await;
+    let setup = Setup::new().await;
+    setup.web.fail(REGISTRY, WebFault::Status(502));
+    let mut agent = setup.agent(&fake.url(), &[]).await;
+    let workflow = json!({
+        "1": {"class_type": "FaceDetailer", "inputs": {}},
+        "2": {"class_type": "UltimateSDUpscale", "inputs": {}}
+    });
+    let result = agent
+        .call_tool(1, "find_missing_nodes", json!({"workflow": workflow}))
+        .await;
+    let report = ok(&result);
+    assert_eq!(report["missing_count"], 2);
+    assert_eq!(
+        report["packs_to_install"][0]["title"], "ComfyUI Impact Pack",
+        "the Manager's map still answers"
+    );
+    let upscale = report["missing_nodes"]
+        .as_array()
+        .expect("missing")
+        .iter()
+        .find(|m| m["node_type"] == "UltimateSDUpscale")
+        .expect("listed");
+    assert!(
+        upscale["message"]
+            .as_str()
+            .expect("message")
+            .contains("couldn't be asked"),
+        "{upscale}"
+    );
+    assert_eq!(
+        error_kinds(report),
+        [("comfy_registry".to_string(), "web_status".to_string())]
+    );
+}
+
 /// The tool's declared output schema, from the tool list snapshot.
 fn output_schema(tool: &str) -> jsonschema::Validator {
     let text = std::fs::read_to_string(
