@@ -5,6 +5,7 @@ use std::sync::{Arc, Weak};
 
 use tokio_util::task::TaskTracker;
 
+use crate::catalog::Catalog;
 use crate::comfy::Comfy;
 use crate::comfy::discovery::{Host, Install, discover_install};
 use crate::config::Config;
@@ -42,6 +43,8 @@ struct Shared {
     gpu: GpuProbe,
     /// The public web sources (registry, CivitAI, Hugging Face, GitHub) and their cache.
     web: Web,
+    /// ComfyUI-Manager's parsed lists (re-read when their files change).
+    catalog: Catalog,
     registry: Registry,
     /// What the server measures about itself (`/metrics`, OTLP, `get_server_health`).
     metrics: Metrics,
@@ -136,6 +139,7 @@ impl AppState {
             comfy,
             gpu,
             web,
+            catalog: Catalog::default(),
             registry,
             metrics,
             in_flight: TaskTracker::new(),
@@ -191,6 +195,11 @@ impl AppState {
     /// The public web sources (registry, CivitAI, Hugging Face, GitHub).
     pub fn web(&self) -> &Web {
         &self.shared.web
+    }
+
+    /// ComfyUI-Manager's node and model lists, parsed once per change of their files.
+    pub fn catalog(&self) -> &Catalog {
+        &self.shared.catalog
     }
 
     pub fn registry(&self) -> &Registry {

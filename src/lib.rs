@@ -4,6 +4,7 @@
 //! lives here so that tests, benchmarks and the conformance fixture server share one code path.
 
 pub mod app;
+pub mod catalog;
 pub mod cli;
 pub mod comfy;
 pub mod config;

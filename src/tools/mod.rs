@@ -11,7 +11,9 @@ use crate::registry::ToolSpec;
 #[serde(deny_unknown_fields)]
 pub struct NoParams {}
 
+pub mod civitai;
 pub mod comfy_api;
+pub mod discover;
 pub mod execution;
 pub mod github;
 pub mod gpu;
@@ -30,6 +32,8 @@ pub fn all() -> Vec<ToolSpec> {
     tools.extend(workflow::tools());
     tools.extend(sessions::tools());
     tools.extend(execution::tools());
+    tools.extend(discover::tools());
+    tools.extend(civitai::tools());
     tools.extend(gpu::tools());
     tools.extend(github::tools());
     tools.extend(health::tools());

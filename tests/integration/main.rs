@@ -6,6 +6,7 @@
 
 mod cli;
 mod comfy;
+mod discover;
 mod events;
 mod execution;
 mod execution_client;

@@ -3,6 +3,7 @@
 
 pub mod fake_comfy;
 pub mod fake_github;
+pub mod fake_web;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
