@@ -90,9 +90,10 @@ async function connect(event) {
     const info = await client.connect();
     state.client = client;
     showServer(info);
-    setStatus(`Connected · protocol ${info.protocolVersion}`, 'ok');
+    setStatus('Connected', 'ok');
     log(`Connected to ${url} (session ${client.sessionId ?? 'none'})`);
     $('main').hidden = false;
+    $('connect').hidden = true;
     $('disconnect').hidden = false;
     state.tools = await client.listTools();
     renderTools();
@@ -126,6 +127,7 @@ async function disconnect() {
     log('Disconnected');
   }
   $('main').hidden = true;
+  $('connect').hidden = false;
   $('disconnect').hidden = true;
   setStatus('Not connected', '');
 }
