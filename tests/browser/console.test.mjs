@@ -245,6 +245,8 @@ test('calls a tool from its form and shows the result, then a screenshot', async
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.evaluate(() => window.scrollTo(0, 0));
     await page.screenshot({ path: path.join(ARTIFACTS, 'console.png') });
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'console-dark.png') });
     assert.deepEqual(problems, []);
   } finally {
     await context.close();
@@ -269,6 +271,58 @@ test('bad input shows an error: a missing required field, then a wrong type', as
     await page.fill('#raw-args', '{"model_name": ');
     await page.click('#call');
     await page.waitForFunction(() => /not valid JSON/.test(document.getElementById('result').textContent));
+    assert.deepEqual(problems, []);
+  } finally {
+    await context.close();
+  }
+});
+
+// ComfyUI is absent, so the test answers this one tools/call itself, the way the server
+// streams it: progress notifications for the call's progress token, then a result with an image.
+test('progress streams live and images show inline (a replayed execute_with_progress answer)', async () => {
+  const png =
+    'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==';
+  const { page, context, problems } = await openPage();
+  try {
+    await page.route(`${agent.url}/mcp`, async (route) => {
+      const request = route.request();
+      const message = request.method() === 'POST' ? request.postDataJSON() : null;
+      if (message?.method !== 'tools/call' || message.params?.name !== 'execute_with_progress') {
+        return route.continue();
+      }
+      const token = message.params._meta?.progressToken;
+      assert.ok(token, 'the console asks for progress');
+      const event = (payload) => `event: message\ndata: ${JSON.stringify(payload)}\n\n`;
+      const progress = (n, text) =>
+        event({ jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: token, progress: n, total: 30, message: text } });
+      const result = {
+        content: [{ type: 'image', data: png, mimeType: 'image/png' }],
+        structuredContent: { status: 'complete', prompt_id: 'p-1' },
+        isError: false,
+      };
+      await route.fulfill({
+        status: 200,
+        headers: { 'Content-Type': 'text/event-stream' },
+        body: progress(12, 'KSampler: step 12/30') + progress(30, 'KSampler: step 30/30') + event({ jsonrpc: '2.0', id: message.id, result }),
+      });
+    });
+    await connectConsole(page, TOKEN);
+    await page.click('#tools button[data-tool="execute_with_progress"]');
+    await page.evaluate(() => {
+      window.progressSeen = [];
+      new MutationObserver(() => window.progressSeen.push(document.getElementById('progress-text').textContent)).observe(
+        document.getElementById('progress-text'),
+        { childList: true, characterData: true, subtree: true },
+      );
+    });
+    await page.click('#call');
+    await page.waitForSelector('#result img');
+    const seen = await page.evaluate(() => window.progressSeen);
+    assert.ok(seen.some((text) => text.includes('12/30') && text.includes('KSampler: step 12/30')), JSON.stringify(seen));
+    const src = await page.getAttribute('#result img', 'src');
+    assert.equal(src, `data:image/png;base64,${png}`);
+    assert.equal(await page.evaluate(() => document.querySelector('#result img').naturalWidth), 1, 'the image decoded');
+    assert.match(await page.textContent('#result'), /"status": "complete"/);
     assert.deepEqual(problems, []);
   } finally {
     await context.close();
