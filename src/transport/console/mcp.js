@@ -234,7 +234,7 @@ export class McpClient {
     const headers = this.headers();
     this.sessionId = null;
     try {
-      await fetch(this.url, { method: 'DELETE', headers });
+      await fetch(this.url, { method: 'DELETE', headers, keepalive: true });
     } catch {
       // The server may already be gone.
     }
