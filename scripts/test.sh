@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and integration tests, real MCP clients
-# (Python and TypeScript SDKs), the official conformance suite, offline checks of the CI,
-# container and pre-commit files, and a short fuzzing smoke.
-# Installs the npm and pip packages it needs into .cache/ on first use, and cargo-fuzz into
-# ~/.cache/comfyui-agent/bin.
+# (Python and TypeScript SDKs), the web console in headless Chromium, the official conformance
+# suite, offline checks of the CI, container and pre-commit files, and a short fuzzing smoke.
+# Installs the npm and pip packages it needs into .cache/ on first use, Debian's chromium with
+# apt-get when missing (as root), and cargo-fuzz into ~/.cache/comfyui-agent/bin.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh --quick    formatting, lints and the Rust tests only
@@ -39,6 +39,9 @@ export COMFYUI_AGENT_BIN="$target_dir/debug/comfyui-agent"
 
 step "Python and TypeScript SDK clients against the binary"
 bash tests/interop/run.sh
+
+step "Web console and CORS in headless Chromium (Playwright)"
+bash tests/browser/run.sh
 
 step "Official MCP conformance suite"
 bash tests/conformance/run.sh

@@ -86,6 +86,9 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes [env: COMFYUI_AGENT_MAX_BODY_BYTES] [default: 4194304]
     #[arg(long, value_name = "BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Do not serve the web console at / [env: COMFYUI_AGENT_CONSOLE=0]
+    #[arg(long)]
+    pub no_console: bool,
 }
 
 #[derive(Debug, Args)]

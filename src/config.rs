@@ -25,6 +25,7 @@ pub const ENV_TOKEN: &str = "COMFYUI_AGENT_TOKEN";
 pub const ENV_ALLOWED_HOSTS: &str = "COMFYUI_AGENT_ALLOWED_HOSTS";
 pub const ENV_ALLOWED_ORIGINS: &str = "COMFYUI_AGENT_ALLOWED_ORIGINS";
 pub const ENV_MAX_BODY_BYTES: &str = "COMFYUI_AGENT_MAX_BODY_BYTES";
+pub const ENV_CONSOLE: &str = "COMFYUI_AGENT_CONSOLE";
 pub const ENV_AUTH_HEADER: &str = "COMFYUI_AUTH_HEADER";
 pub const ENV_AUTH_TOKEN: &str = "COMFYUI_AUTH_TOKEN";
 pub const ENV_BREAKER_FAILURES: &str = "COMFYUI_AGENT_BREAKER_FAILURES";
@@ -253,6 +254,8 @@ pub struct HttpConfig {
     /// Browser origins accepted besides loopback ones. `*` accepts any.
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
+    /// Whether `serve` offers the web console at `/`.
+    pub console: bool,
 }
 
 impl Default for HttpConfig {
@@ -263,6 +266,7 @@ impl Default for HttpConfig {
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            console: true,
         }
     }
 }
@@ -834,12 +838,14 @@ fn http_config(args: &ServeArgs, env: &Env) -> Result<HttpConfig, ConfigError> {
         }
     }
     let max_body_bytes = max_body_bytes(args, env)?;
+    let console = !args.no_console && switch(env, ENV_CONSOLE, true)?;
     Ok(HttpConfig {
         bind,
         token,
         allowed_hosts,
         allowed_origins,
         max_body_bytes,
+        console,
     })
 }
 
@@ -1366,6 +1372,23 @@ mod tests {
         .expect("stdio ignores HTTP settings");
         let stdio = resolve(&["mcp"], &[("COMFYUI_AGENT_MAX_BODY_BYTES", "2048")]).expect("valid");
         assert_eq!(stdio.http.max_body_bytes, 2048);
+    }
+
+    #[test]
+    fn the_console_is_on_unless_turned_off() {
+        assert!(resolve(&["serve"], &[]).expect("valid").http.console);
+        let flag = resolve(&["serve", "--no-console"], &[]).expect("valid");
+        assert!(!flag.http.console);
+        let env = resolve(&["serve"], &[("COMFYUI_AGENT_CONSOLE", "0")]).expect("valid");
+        assert!(!env.http.console);
+        let both = resolve(
+            &["serve", "--no-console"],
+            &[("COMFYUI_AGENT_CONSOLE", "1")],
+        );
+        assert!(!both.expect("valid").http.console, "the flag wins");
+        let error =
+            resolve(&["serve"], &[("COMFYUI_AGENT_CONSOLE", "maybe")]).expect_err("not a switch");
+        assert_eq!(error.setting, "COMFYUI_AGENT_CONSOLE");
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! MCP over HTTP: Streamable HTTP at `/mcp`, the legacy SSE bridge at `/sse` + `/messages`,
-//! Prometheus metrics at `/metrics`, and `/healthz` + `/readyz`. One guard checks every MCP
-//! request and `/metrics`, in this order: Host, Origin, bearer token, body size, then the
-//! JSON-RPC shape of POST bodies.
+//! Prometheus metrics at `/metrics`, `/healthz` + `/readyz`, and the web console at `/`. One
+//! guard checks every MCP request and `/metrics`, in this order: Host, Origin (a CORS preflight
+//! from an allowed origin is answered here, before the token, which a preflight never
+//! carries), bearer token, body size, then the JSON-RPC shape of POST bodies. Responses to
+//! an allowed cross-origin request carry CORS headers naming that origin, never `*`.
+//! The console's pages pass the Host check only: the page is public, `/mcp` needs the token.
 
 use std::sync::Arc;
 
@@ -21,7 +24,7 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::{DRAIN_TIME, Rejection, SHUTDOWN_GRACE, Shutdown, decode, legacy_sse};
+use super::{DRAIN_TIME, Rejection, SHUTDOWN_GRACE, Shutdown, console, decode, legacy_sse};
 use crate::app::AppState;
 use crate::config::HttpConfig;
 use crate::error::StartupError;
@@ -141,6 +144,12 @@ where
             .with_state(app.clone()),
         None => Router::new(),
     };
+    // The console is the product's, so only with `app`; the fixture server has none.
+    let console_routes = if app.is_some() && http.console {
+        console::routes().layer(middleware::from_fn_with_state(guard.clone(), check_host))
+    } else {
+        Router::new()
+    };
     let health = Health {
         shutdown: shutdown.requested.clone(),
         app,
@@ -159,6 +168,7 @@ where
         .route("/readyz", get(readyz))
         .with_state(health)
         .merge(mcp_routes)
+        .merge(console_routes)
 }
 
 #[derive(Debug, Clone)]
@@ -284,6 +294,13 @@ impl Guard {
             }
     }
 
+    /// Whether a browser may send this request: an allowed origin, or the page's own origin
+    /// (the console at `http://box.lan:8765/` calling `/mcp` there). Same-origin is judged
+    /// against a Host that already passed the Host check, so DNS rebinding can't use it.
+    fn origin_allowed_for(&self, origin: &str, host: &str) -> bool {
+        self.origin_allowed(origin) || same_origin(origin, host)
+    }
+
     fn token_ok(&self, headers: &HeaderMap) -> bool {
         let Some(expected) = &self.token else {
             return true;
@@ -311,6 +328,58 @@ fn normal_origin(origin: &str) -> Option<String> {
     let url = url::Url::parse(origin.trim()).ok()?;
     let origin = url.origin();
     origin.is_tuple().then(|| origin.ascii_serialization())
+}
+
+/// Whether `origin` names the server the request reached at `host` (a Host header value).
+fn same_origin(origin: &str, host: &str) -> bool {
+    let Ok(url) = url::Url::parse(origin.trim()) else {
+        return false;
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        return false;
+    }
+    let ours = normal_origin(&format!("{}://{}", url.scheme(), host.trim()));
+    ours.is_some() && ours == normal_origin(origin)
+}
+
+/// Headers a browser page may send to `/mcp`, `/sse`, `/messages` and `/metrics`.
+const CORS_ALLOW_HEADERS: &str = "Authorization, Content-Type, Accept, Mcp-Session-Id, \
+                                  MCP-Protocol-Version, Last-Event-ID, Mcp-Method, Mcp-Name";
+/// Response headers a page may read: the session id it must send back, the protocol version,
+/// and the token challenge.
+const CORS_EXPOSE_HEADERS: &str = "Mcp-Session-Id, MCP-Protocol-Version, WWW-Authenticate";
+const CORS_ALLOW_METHODS: &str = "GET, POST, DELETE, OPTIONS";
+/// How long, in seconds, a browser may reuse a preflight answer (Chromium caps it at 7200).
+const CORS_MAX_AGE: &str = "600";
+
+/// Marks `response` as readable by the page at `origin`, which the guard has allowed.
+fn allow_origin(response: &mut Response, origin: HeaderValue) {
+    let headers = response.headers_mut();
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(CORS_EXPOSE_HEADERS),
+    );
+}
+
+/// The answer to a CORS preflight from an allowed origin.
+fn preflight(origin: HeaderValue) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    allow_origin(&mut response, origin);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(CORS_ALLOW_METHODS),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(CORS_ALLOW_HEADERS),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static(CORS_MAX_AGE),
+    );
+    response
 }
 
 /// The name part of a Host header: `[::1]:8765` → `::1`, `localhost:8765` → `localhost`.
@@ -349,33 +418,55 @@ pub(crate) fn respond(status: StatusCode, rejection: &Rejection) -> Response {
         .into_response()
 }
 
-async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
-    let headers = request.headers();
-    let host = headers
+/// The Host header (or the request target's authority) when it is allowed; otherwise what
+/// was sent, if anything, for the refusal.
+fn allowed_host(guard: &Guard, request: &Request) -> Result<String, Option<String>> {
+    let host = request
+        .headers()
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .or_else(|| request.uri().authority().map(|a| a.to_string()));
-    match host.as_deref() {
-        Some(host) if guard.host_allowed(host) => {}
-        other => {
-            tracing::warn!(host = ?other, "refused a request with a Host that is not allowed");
-            return reject(
-                StatusCode::FORBIDDEN,
-                -32000,
-                format!(
-                    "Forbidden: the Host {:?} is not allowed. Connect through localhost, or add \
-                     that name to COMFYUI_AGENT_ALLOWED_HOSTS.",
-                    other.unwrap_or_default()
-                ),
-            );
-        }
+    match host {
+        Some(host) if guard.host_allowed(&host) => Ok(host),
+        other => Err(other),
     }
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let allowed = origin.to_str().is_ok_and(|o| guard.origin_allowed(o));
+}
+
+fn refuse_host(host: Option<String>) -> Response {
+    tracing::warn!(host = ?host, "refused a request with a Host that is not allowed");
+    reject(
+        StatusCode::FORBIDDEN,
+        -32000,
+        format!(
+            "Forbidden: the Host {:?} is not allowed. Connect through localhost, or add that \
+             name to COMFYUI_AGENT_ALLOWED_HOSTS.",
+            host.unwrap_or_default()
+        ),
+    )
+}
+
+/// The console's guard: the Host check alone (the page is public; `/mcp` needs the token).
+async fn check_host(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
+    match allowed_host(&guard, &request) {
+        Ok(_) => next.run(request).await,
+        Err(host) => refuse_host(host),
+    }
+}
+
+async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
+    let host = match allowed_host(&guard, &request) {
+        Ok(host) => host,
+        Err(host) => return refuse_host(host),
+    };
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    if let Some(origin) = &origin {
+        let allowed = origin
+            .to_str()
+            .is_ok_and(|o| guard.origin_allowed_for(o, &host));
         if !allowed {
             tracing::warn!(origin = ?origin, "refused a request from an Origin that is not allowed");
-            return reject(
+            let mut refusal = reject(
                 StatusCode::FORBIDDEN,
                 -32000,
                 format!(
@@ -384,8 +475,35 @@ async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next) ->
                     origin.to_str().unwrap_or_default()
                 ),
             );
+            vary_on_origin(&mut refusal);
+            return refusal;
         }
     }
+    let mut response = match origin {
+        // A preflight carries no token; it only asks whether the real request may be sent.
+        Some(origin) if request.method() == Method::OPTIONS => preflight(origin),
+        // Errors too (a wrong token, a bad body) are readable, so a page can say what failed.
+        Some(origin) => {
+            let mut response = guarded(&guard, request, next).await;
+            allow_origin(&mut response, origin);
+            response
+        }
+        None => guarded(&guard, request, next).await,
+    };
+    vary_on_origin(&mut response);
+    response
+}
+
+fn vary_on_origin(response: &mut Response) {
+    response
+        .headers_mut()
+        .append(header::VARY, HeaderValue::from_static("Origin"));
+}
+
+/// The token, size and body checks, then the route itself.
+async fn guarded(guard: &Guard, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+
     if !guard.token_ok(headers) {
         tracing::warn!(path = %request.uri().path(), "refused a request without a valid token");
         let mut response = reject(
@@ -411,7 +529,7 @@ async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next) ->
     let carries_message =
         path == "/mcp" || path.starts_with("/mcp/") || path == "/messages" || path == "/message";
     if request.method() == Method::POST && carries_message {
-        return check_body(&guard, request, next).await;
+        return check_body(guard, request, next).await;
     }
     next.run(request).await
 }
@@ -515,6 +633,42 @@ mod tests {
         assert!(!g.origin_allowed("http://localhost.evil.example"));
         let explicit_port = guard(&[], &["https://app.example.com:443/"], None);
         assert!(explicit_port.origin_allowed("https://app.example.com"));
+    }
+
+    #[test]
+    fn a_page_from_the_host_it_reached_is_same_origin() {
+        assert!(same_origin("http://box.lan:8765", "box.lan:8765"));
+        assert!(same_origin("https://box.lan", "box.lan:443"));
+        assert!(same_origin("http://[fe80::1]:8765", "[fe80::1]:8765"));
+        assert!(!same_origin("http://box.lan:1", "box.lan:8765"));
+        assert!(!same_origin("http://other.lan:8765", "box.lan:8765"));
+        assert!(!same_origin("null", "box.lan:8765"));
+        assert!(!same_origin("file:///x", "box.lan"));
+        let g = guard(&["box.lan"], &[], None);
+        assert!(g.origin_allowed_for("http://box.lan:8765", "box.lan:8765"));
+        assert!(!g.origin_allowed_for("http://box.lan:8765", "localhost:8765"));
+    }
+
+    #[test]
+    fn preflights_name_the_origin_and_every_mcp_header() {
+        let response = preflight(HeaderValue::from_static("https://app.example.com"));
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        let headers = response.headers();
+        assert_eq!(
+            headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "https://app.example.com"
+        );
+        let allowed = headers[header::ACCESS_CONTROL_ALLOW_HEADERS]
+            .to_str()
+            .expect("ascii");
+        for name in [
+            "Authorization",
+            "Mcp-Session-Id",
+            "MCP-Protocol-Version",
+            "Last-Event-ID",
+        ] {
+            assert!(allowed.contains(name), "{name}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! frame JSON-RPC themselves where rmcp would drop or mis-answer malformed input, and all of
 //! them feed the same rmcp `ServerHandler`.
 
+pub mod console;
 pub mod http;
 pub mod legacy_sse;
 pub mod stdio;

@@ -4,6 +4,7 @@
 // Helpers are `pub` for the sibling test modules; nothing outside this binary sees them.
 #![allow(unreachable_pub)]
 
+mod browser;
 mod cli;
 mod comfy;
 mod discover;
