@@ -486,6 +486,25 @@ fn config_value(raw: &str) -> String {
     out.trim().to_string()
 }
 
+/// The URL of the `origin` remote in a git `config` file's text, else of the first remote that
+/// has one, without any user name or token.
+pub fn remote_url(config_text: &str) -> Option<String> {
+    let config = parse_config(config_text);
+    config
+        .get("remote", Some("origin"), "url")
+        .filter(|url| !url.is_empty())
+        .or_else(|| {
+            config
+                .entries
+                .iter()
+                .find(|(section, sub, key, value)| {
+                    section == "remote" && sub.is_some() && key == "url" && !value.is_empty()
+                })
+                .map(|(_, _, _, value)| value.clone())
+        })
+        .map(|url| strip_credentials(&url))
+}
+
 /// The URL without a `user:password@` part (remotes sometimes carry a token).
 pub fn strip_credentials(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://") {

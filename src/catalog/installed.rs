@@ -1,49 +1,53 @@
-//! Is this pack or model already on disk? Small, bounded looks at the install's folders.
-//!
-//! NOTE for the lead: this is the one place the discovery tools ask "is it installed"; swap
-//! these helpers for the install inventory (`src/install/`) once it lands.
+//! Is this pack or model already on disk? Answered from the install index (`src/install/`):
+//! the custom node pack listing and the cached model inventory.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::sync::Arc;
 
-use crate::comfy::discovery::{Host, Install, model_folders};
+use crate::install::InstallIndex;
+use crate::install::models::ModelInventory;
+use crate::install::nodes::{PackList, repository_key};
 
 use super::manager::repo_name;
 
-/// How deep and how wide a model folder walk may go.
-const MAX_DEPTH: usize = 4;
-const MAX_ENTRIES: usize = 50_000;
-
-/// The custom node pack folders of an install (lower-cased names; disabled packs left out).
+/// The enabled custom node packs of an install, by lower-cased name and by repository.
 #[derive(Debug, Default)]
 pub struct InstalledPacks {
     names: HashSet<String>,
+    repositories: HashSet<String>,
 }
 
 impl InstalledPacks {
-    pub fn scan(install: Option<&Install>) -> Self {
-        let mut names = HashSet::new();
-        if let Some(install) = install {
-            let entries = std::fs::read_dir(install.custom_nodes_dir());
-            for entry in entries.into_iter().flatten().flatten() {
-                let path = entry.path();
-                let Some(name) = entry.file_name().to_str().map(str::to_lowercase) else {
-                    continue;
-                };
-                // The Manager disables a pack by renaming it or moving it to `.disabled`.
-                if name.starts_with('.') || name.ends_with(".disabled") || name == "__pycache__" {
-                    continue;
-                }
-                if path.is_dir() || name.ends_with(".py") {
-                    names.insert(name.trim_end_matches(".py").to_string());
-                }
-            }
-        }
-        Self { names }
+    /// The install's packs; none when the install or its custom_nodes folder isn't known.
+    pub fn of(index: &InstallIndex) -> Self {
+        index
+            .custom_nodes()
+            .map(|list| Self::from_list(&list))
+            .unwrap_or_default()
     }
 
-    /// Whether a pack with this repository URL, title or registry id has a folder.
+    pub fn from_list(list: &PackList) -> Self {
+        let enabled = list.packs.iter().filter(|pack| pack.enabled);
+        let mut names = HashSet::new();
+        let mut repositories = HashSet::new();
+        for pack in enabled {
+            names.insert(pack.name.to_lowercase());
+            if let Some(repository) = &pack.repository {
+                repositories.insert(repository_key(repository));
+            }
+        }
+        Self {
+            names,
+            repositories,
+        }
+    }
+
+    /// Whether a pack cloned from this repository URL, or with a folder named after it, its
+    /// title or its registry id, is installed and enabled.
     pub fn contains(&self, url: Option<&str>, title: Option<&str>, id: Option<&str>) -> bool {
+        if url.is_some_and(|url| self.repositories.contains(&repository_key(url))) {
+            return true;
+        }
         let candidates = [url.map(repo_name), title, id];
         candidates
             .into_iter()
@@ -62,86 +66,91 @@ impl InstalledPacks {
     }
 }
 
-/// The model files of an install, by lower-cased file name.
+/// The model files of an install (the cached inventory, every kind).
 #[derive(Debug, Default)]
 pub struct InstalledModels {
-    names: HashSet<String>,
+    inventory: Option<Arc<ModelInventory>>,
 }
 
 impl InstalledModels {
-    pub fn scan(install: Option<&Install>) -> Self {
-        let mut names = HashSet::new();
-        if let Some(install) = install {
-            let folders = model_folders(install, &Host::current());
-            let mut budget = MAX_ENTRIES;
-            for folder in folders.kinds.values().flatten() {
-                walk(&folder.path, 0, &mut budget, &mut names);
-            }
+    /// The install's models; none when the install isn't known.
+    pub fn of(index: &InstallIndex) -> Self {
+        match index.models() {
+            Ok(view) => Self {
+                inventory: Some(view.inventory),
+            },
+            Err(_) => Self::default(),
         }
-        Self { names }
     }
 
     /// Whether a file with this name is in any model folder (any sub-folder, any case).
     pub fn contains(&self, file_name: &str) -> bool {
         let base = file_name.rsplit(['/', '\\']).next().unwrap_or(file_name);
-        !base.is_empty() && self.names.contains(&base.to_lowercase())
-    }
-}
-
-fn walk(dir: &Path, depth: usize, budget: &mut usize, names: &mut HashSet<String>) {
-    if depth > MAX_DEPTH || *budget == 0 {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if *budget == 0 {
-            return;
-        }
-        *budget -= 1;
-        let Ok(kind) = entry.file_type() else {
-            continue;
+        let Some(inventory) = &self.inventory else {
+            return false;
         };
-        if kind.is_dir() {
-            walk(&entry.path(), depth + 1, budget, names);
-        } else if let Some(name) = entry.file_name().to_str() {
-            names.insert(name.to_lowercase());
-        }
+        !base.is_empty()
+            && inventory
+                .kinds
+                .values()
+                .flat_map(|kind| &kind.files)
+                .any(|file| {
+                    file.name
+                        .rsplit('/')
+                        .next()
+                        .is_some_and(|name| name.eq_ignore_ascii_case(base))
+                })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::comfy::discovery::{InstallSource, Layout};
+    use std::path::Path;
 
-    fn install(dir: &Path) -> Install {
-        Install {
+    use super::*;
+    use crate::comfy::discovery::{Host, Install, InstallSource, Layout};
+
+    fn index(dir: &Path) -> InstallIndex {
+        let install = Install {
             base_dir: dir.to_path_buf(),
             code_dir: Some(dir.to_path_buf()),
             layout: Layout::Standard,
             found_by: InstallSource::Configured,
             extra_model_paths: Vec::new(),
-        }
+        };
+        InstallIndex::new(Some(install), Host::current())
     }
 
     #[test]
-    fn packs_match_by_repo_name_title_or_id_in_any_case() {
+    fn packs_match_by_repository_folder_title_or_id_in_any_case() {
         let dir = tempfile::tempdir().expect("tempdir");
         let nodes = dir.path().join("custom_nodes");
-        std::fs::create_dir_all(nodes.join("ComfyUI-Impact-Pack")).expect("mkdir");
-        std::fs::create_dir_all(nodes.join("comfyui-kjnodes")).expect("mkdir");
-        std::fs::create_dir_all(nodes.join("Old.disabled")).expect("mkdir");
-        let packs = InstalledPacks::scan(Some(&install(dir.path())));
+        for pack in [
+            "ComfyUI-Impact-Pack",
+            "comfyui-kjnodes",
+            "Old.disabled",
+            "renamed",
+        ] {
+            std::fs::create_dir_all(nodes.join(pack)).expect("mkdir");
+            std::fs::write(nodes.join(pack).join("__init__.py"), "").expect("write");
+        }
+        std::fs::create_dir_all(nodes.join("renamed/.git")).expect("mkdir");
+        std::fs::write(
+            nodes.join("renamed/.git/config"),
+            "[remote \"origin\"]\n\turl = https://github.com/someone/Cool-Nodes.git\n",
+        )
+        .expect("write");
+        let packs = InstalledPacks::of(&index(dir.path()));
         assert!(packs.contains(
             Some("https://github.com/ltdrdata/ComfyUI-Impact-Pack.git"),
             None,
             None
         ));
         assert!(packs.contains(None, None, Some("ComfyUI-KJNodes")));
+        assert!(packs.contains(Some("git@github.com:someone/cool-nodes"), None, None));
         assert!(!packs.contains(Some("https://github.com/x/Old"), Some("Old"), None));
         assert!(!packs.contains(None, Some(""), None));
+        assert_eq!(packs.len(), 3);
     }
 
     #[test]
@@ -150,10 +159,11 @@ mod tests {
         let loras = dir.path().join("models/loras/flux");
         std::fs::create_dir_all(&loras).expect("mkdir");
         std::fs::write(loras.join("Detail.safetensors"), b"x").expect("write");
-        let models = InstalledModels::scan(Some(&install(dir.path())));
+        let models = InstalledModels::of(&index(dir.path()));
         assert!(models.contains("detail.safetensors"));
         assert!(models.contains("loras/Detail.safetensors"));
         assert!(!models.contains("other.safetensors"));
-        assert!(!InstalledModels::scan(None).contains("detail.safetensors"));
+        let nothing = InstallIndex::new(None, Host::current());
+        assert!(!InstalledModels::of(&nothing).contains("detail.safetensors"));
     }
 }

@@ -14,6 +14,7 @@ use std::time::SystemTime;
 use serde_json::Value;
 
 use crate::comfy::discovery::Install;
+use crate::install::nodes::repository_key;
 
 /// Manager files larger than this are not read (the real ones are a few MiB).
 const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
@@ -241,8 +242,8 @@ impl ManagerData {
 
     /// The Manager's pack entry for a repository URL.
     pub fn pack_by_url(&self, url: &str) -> Option<&ManagerPack> {
-        let key = normalise_url(url);
-        self.packs.iter().find(|p| normalise_url(&p.url) == key)
+        let key = repository_key(url);
+        self.packs.iter().find(|p| repository_key(&p.url) == key)
     }
 
     pub(crate) fn absorb(&mut self, file: ManagerFile, doc: &Value) {
@@ -340,19 +341,6 @@ pub fn repo_name(url: &str) -> &str {
     last.strip_suffix(".git").unwrap_or(last)
 }
 
-/// A repository URL reduced for comparison: no scheme, `www.`, `.git` or trailing slash, any
-/// case.
-pub fn normalise_url(url: &str) -> String {
-    let lower = url.trim().to_lowercase();
-    let rest = lower
-        .strip_prefix("https://")
-        .or_else(|| lower.strip_prefix("http://"))
-        .unwrap_or(&lower);
-    let rest = rest.strip_prefix("www.").unwrap_or(rest);
-    let rest = rest.trim_end_matches('/');
-    rest.strip_suffix(".git").unwrap_or(rest).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,8 +403,8 @@ mod tests {
     #[test]
     fn urls_compare_without_scheme_case_or_suffix() {
         assert_eq!(
-            normalise_url("https://GitHub.com/ltdrdata/ComfyUI-Impact-Pack.git/"),
-            "github.com/ltdrdata/comfyui-impact-pack"
+            repository_key("https://www.GitHub.com/ltdrdata/ComfyUI-Impact-Pack.git/"),
+            repository_key("git@github.com:ltdrdata/comfyui-impact-pack")
         );
         assert_eq!(repo_name("https://github.com/a/Pack.git"), "Pack");
         assert_eq!(repo_name("https://github.com/a/Pack/"), "Pack");

@@ -6,7 +6,7 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::manager::normalise_url;
+use crate::install::nodes::repository_key;
 
 /// One discovery result.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
@@ -113,13 +113,14 @@ pub fn dedup_and_rank(mut hits: Vec<Hit>) -> Vec<Hit> {
     let mut kept: Vec<Hit> = Vec::with_capacity(hits.len());
     for hit in hits {
         let name = hit.name.trim().to_lowercase();
-        let url = (hit.kind == "node_pack" && !hit.url.is_empty()).then(|| normalise_url(&hit.url));
+        let url =
+            (hit.kind == "node_pack" && !hit.url.is_empty()).then(|| repository_key(&hit.url));
         let same = kept.iter_mut().find(|k| {
             k.kind == hit.kind
                 && (k.name.trim().to_lowercase() == name
                     || (url.is_some()
                         && k.kind == "node_pack"
-                        && Some(normalise_url(&k.url)) == url))
+                        && Some(repository_key(&k.url)) == url))
         });
         match same {
             Some(existing) => {

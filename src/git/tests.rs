@@ -275,6 +275,21 @@ fn credentials_are_stripped() {
     );
 }
 
+#[test]
+fn a_config_names_origin_first_then_any_remote_without_credentials() {
+    let both = "[remote \"fork\"]\n\turl = https://github.com/me/x\n[remote \"origin\"]\n\turl = https://u:tok@github.com/o/x.git\n";
+    assert_eq!(
+        remote_url(both).as_deref(),
+        Some("https://github.com/o/x.git")
+    );
+    assert_eq!(
+        remote_url("[remote \"fork\"]\nurl = a\n").as_deref(),
+        Some("a")
+    );
+    assert_eq!(remote_url("[core]\nurl = x\n"), None);
+    assert_eq!(remote_url("[remote \"origin\"]\nurl =\n"), None);
+}
+
 #[cfg(unix)]
 #[test]
 fn special_files_are_not_opened() {

@@ -119,7 +119,7 @@ impl PackList {
     }
 }
 
-/// A repository address reduced to `host/owner/repo` in lower case, so the forms git
+/// A repository address reduced to `host/owner/repo` in lower case (without `www.`), so the forms git
 /// accepts for one repository compare equal.
 pub fn repository_key(url: &str) -> String {
     let mut rest = url.trim();
@@ -137,7 +137,11 @@ pub fn repository_key(url: &str) -> String {
         .map_or(rest, |(_, host)| host);
     let rest = rest.trim_end_matches('/');
     let rest = rest.strip_suffix(".git").unwrap_or(rest);
-    rest.to_lowercase()
+    let rest = rest.to_lowercase();
+    match rest.strip_prefix("www.") {
+        Some(host) => host.to_string(),
+        None => rest,
+    }
 }
 
 /// Lists the packs in `directories` (custom_nodes folders), as ComfyUI would load them, plus
@@ -325,54 +329,7 @@ fn git_remote(pack: &Path) -> Option<String> {
         return None;
     }
     let text = read_small(&git.join("config"), MAX_META_BYTES)?;
-    remote_url(&text).map(|url| without_credentials(&url))
-}
-
-/// The url of `[remote "origin"]`, else of the first remote, in a git config file.
-pub fn remote_url(config: &str) -> Option<String> {
-    let mut section: Option<String> = None;
-    let mut first = None;
-    for line in config.lines() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            section = line
-                .strip_prefix("[remote")
-                .and_then(|rest| rest.trim().strip_suffix(']'))
-                .map(|name| name.trim().trim_matches('"').to_string());
-            continue;
-        }
-        let Some(remote) = &section else { continue };
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        if !key.trim().eq_ignore_ascii_case("url") {
-            continue;
-        }
-        let url = value.trim().trim_matches('"').to_string();
-        if url.is_empty() {
-            continue;
-        }
-        if remote == "origin" {
-            return Some(url);
-        }
-        first.get_or_insert(url);
-    }
-    first
-}
-
-/// `https://user:token@host/x` becomes `https://host/x`; other forms are kept.
-pub fn without_credentials(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed)
-            if matches!(parsed.scheme(), "http" | "https")
-                && (!parsed.username().is_empty() || parsed.password().is_some()) =>
-        {
-            let _ = parsed.set_username("");
-            let _ = parsed.set_password(None);
-            parsed.to_string()
-        }
-        _ => url.to_string(),
-    }
+    crate::git::remote_url(&text)
 }
 
 #[cfg(test)]
@@ -492,23 +449,6 @@ mod tests {
         assert_eq!(
             project_version("[project]\nname='x'\ndynamic=['version']\n"),
             None
-        );
-    }
-
-    #[test]
-    fn remote_urls_prefer_origin_and_lose_credentials() {
-        assert_eq!(
-            remote_url("[remote \"fork\"]\nurl = a\n").as_deref(),
-            Some("a")
-        );
-        assert_eq!(remote_url("[core]\nurl = x\n"), None);
-        assert_eq!(
-            without_credentials("https://u:p@example.com/r.git"),
-            "https://example.com/r.git"
-        );
-        assert_eq!(
-            without_credentials("git@github.com:o/r.git"),
-            "git@github.com:o/r.git"
         );
     }
 

@@ -1,8 +1,8 @@
 //! Finding a named model file on disk and reading what its header says.
 //!
-//! [`find_model_file`] is a plain walk over the install's model folders
-//! (`comfy::discovery::model_folders`, extra model paths included); a cached model inventory
-//! can replace it without changing [`inspect_models`]' callers.
+//! [`find_model_file`] asks each of the install's model folders (`model_folders`, extra model
+//! paths included) for the name directly, one `stat` per folder, so it needs no inventory scan
+//! and sees a file the moment it lands.
 
 use std::path::{Component as PathPart, Path, PathBuf};
 

@@ -100,8 +100,8 @@ pub struct CivitaiModelReport {
 }
 
 async fn installed_models(cx: &ToolContext) -> Result<InstalledModels, ToolError> {
-    let install = cx.app.install().cloned();
-    tokio::task::spawn_blocking(move || InstalledModels::scan(install.as_ref()))
+    let app = cx.app.clone();
+    tokio::task::spawn_blocking(move || InstalledModels::of(app.install_index()))
         .await
         .map_err(|e| ToolError::Internal(format!("a background look at the disk failed: {e}")))
 }

@@ -233,8 +233,8 @@ async fn discover(cx: ToolContext, params: DiscoverParams) -> Result<DiscoverRep
         let install = install.clone();
         blocking(move || {
             let manager = app.catalog().manager(install.as_ref());
-            let packs = InstalledPacks::scan(install.as_ref());
-            let models = InstalledModels::scan(install.as_ref());
+            let packs = InstalledPacks::of(app.install_index());
+            let models = InstalledModels::of(app.install_index());
             (manager, packs, models)
         })
         .await?
@@ -699,7 +699,7 @@ async fn find_missing_nodes(
         blocking(move || {
             (
                 app.catalog().manager(install.as_ref()),
-                InstalledPacks::scan(install.as_ref()),
+                InstalledPacks::of(app.install_index()),
             )
         })
         .await?
@@ -1040,8 +1040,8 @@ async fn registry_instructions(
         blocking(move || {
             (
                 app.catalog().manager(install.as_ref()),
-                InstalledPacks::scan(install.as_ref()),
-                InstalledModels::scan(install.as_ref()),
+                InstalledPacks::of(app.install_index()),
+                InstalledModels::of(app.install_index()),
             )
         })
         .await?
@@ -1398,9 +1398,9 @@ async fn civitai_instructions(
         .unwrap_or("checkpoints");
     let filename = file.map(|f| f.name.clone()).unwrap_or_default();
     let installed = {
-        let install = install.clone();
+        let app = cx.app.clone();
         let filename = filename.clone();
-        blocking(move || InstalledModels::scan(install.as_ref()).contains(&filename)).await?
+        blocking(move || InstalledModels::of(app.install_index()).contains(&filename)).await?
     };
     let download = file
         .and_then(|f| f.download_url.clone())

@@ -4,7 +4,6 @@
 //! whether it is up to date, behind, ahead or diverged. Nothing is updated: the command a user
 //! could run is given as text.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +15,8 @@ use serde_json::Value;
 
 use crate::error::ToolError;
 use crate::git::{self, GitError, GitState};
+use crate::install::InstallError;
+use crate::install::nodes::{PackForm, PackList};
 use crate::mcp::ToolContext;
 use crate::registry::{Hints, ToolSpec, tool};
 use crate::web::{Source, Web, WebError};
@@ -24,8 +25,6 @@ use crate::web::{Source, Web, WebError};
 const CONCURRENT_PACKS: usize = 4;
 /// Release notes are cut to this many characters.
 const BODY_PREVIEW_CHARS: usize = 300;
-/// Entries looked at per custom_nodes folder.
-const MAX_PACK_ENTRIES: usize = 1_000;
 /// Without a token GitHub allows 60 requests an hour; past this many packs the result says a
 /// token would help.
 const TOKEN_HINT_PACKS: usize = 15;
@@ -378,34 +377,22 @@ struct PackFolder {
     path: PathBuf,
 }
 
-/// The folders of every custom_nodes folder (the install's and any extra_model_paths adds).
-///
-/// STAND-IN: the custom-node pack listing (`src/install/`) will replace this helper; it lists
-/// plain sub-folders (hidden ones and `__pycache__` left out; symlinked packs included, as
-/// ComfyUI loads them) and nothing else.
-fn pack_folders(custom_nodes: &[PathBuf]) -> Vec<PackFolder> {
-    let mut packs = Vec::new();
-    let mut seen = BTreeSet::new();
-    for folder in custom_nodes {
-        let Ok(entries) = std::fs::read_dir(folder) else {
-            continue;
-        };
-        for entry in entries.flatten().take(MAX_PACK_ENTRIES) {
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
-            if name.starts_with('.') || name == "__pycache__" {
-                continue;
-            }
-            let path = entry.path();
-            if !path.is_dir() || !seen.insert(path.clone()) {
-                continue;
-            }
-            packs.push(PackFolder { name, path });
-        }
-    }
-    packs.sort_by_key(|p| p.name.to_lowercase());
-    packs
+/// The folder packs of every custom_nodes folder (the install's and any an
+/// extra_model_paths.yaml adds), as the install index lists them; single-file packs have no
+/// checkout to compare. A disabled pack keeps its on-disk name (`X.disabled`).
+fn pack_folders(list: PackList) -> Vec<PackFolder> {
+    list.packs
+        .into_iter()
+        .filter(|pack| pack.form == PackForm::Folder)
+        .map(|pack| PackFolder {
+            name: if pack.enabled {
+                pack.name
+            } else {
+                pack.entry_name
+            },
+            path: pack.path,
+        })
+        .collect()
 }
 
 /// What one pack's check produced.
@@ -450,17 +437,15 @@ async fn check_node_updates(
         .filter(|f| !f.is_empty())
         .map(str::to_lowercase);
     let include_up_to_date = params.include_up_to_date.unwrap_or(true);
-    let folders_install = install.clone();
-    let packs = tokio::task::spawn_blocking(move || {
-        let folders = crate::comfy::discovery::model_folders(
-            &folders_install,
-            &crate::comfy::discovery::Host::current(),
-        );
-        let dirs: Vec<PathBuf> = folders.custom_nodes.into_iter().map(|f| f.path).collect();
-        pack_folders(&dirs)
-    })
-    .await
-    .map_err(|e| ToolError::Internal(format!("listing custom nodes: {e}")))?;
+    let app = cx.app.clone();
+    let packs = tokio::task::spawn_blocking(move || app.install_index().custom_nodes())
+        .await
+        .map_err(|e| ToolError::Internal(format!("listing custom nodes: {e}")))?;
+    let packs = match packs {
+        Ok(list) => pack_folders(list),
+        Err(InstallError::NoCustomNodes { .. }) => Vec::new(),
+        Err(error) => return Err(error.into()),
+    };
     let packs: Vec<PackFolder> = packs
         .into_iter()
         .filter(|p| {
@@ -981,16 +966,21 @@ mod tests {
     }
 
     #[test]
-    fn pack_listing_skips_hidden_and_files() {
+    fn update_checks_cover_folder_packs_enabled_or_not() {
         let dir = tempfile::tempdir().expect("tempdir");
-        for name in ["b_pack", "A_pack", ".disabled", "__pycache__"] {
+        for name in [
+            "b_pack",
+            "A_pack",
+            "c_pack.disabled",
+            ".hidden",
+            "__pycache__",
+        ] {
             std::fs::create_dir_all(dir.path().join(name)).expect("mkdir");
+            std::fs::write(dir.path().join(name).join("__init__.py"), "").expect("write");
         }
         std::fs::write(dir.path().join("single.py"), "").expect("write");
-        let names: Vec<String> = pack_folders(&[dir.path().to_path_buf(), dir.path().into()])
-            .into_iter()
-            .map(|p| p.name)
-            .collect();
-        assert_eq!(names, ["A_pack", "b_pack"]);
+        let list = crate::install::nodes::list_packs(&[dir.path().to_path_buf()]);
+        let names: Vec<String> = pack_folders(list).into_iter().map(|p| p.name).collect();
+        assert_eq!(names, ["A_pack", "b_pack", "c_pack.disabled"]);
     }
 }

@@ -28,7 +28,12 @@ fn comfy_folder(scratch: &Scratch) -> PathBuf {
     ] {
         std::fs::copy(fixture(&format!("web/manager/{name}")), manager.join(name)).expect("copy");
     }
-    std::fs::create_dir_all(base.join("custom_nodes/ComfyUI-KJNodes")).expect("mkdir");
+    // A pack is a folder with Python in it, as ComfyUI loads them.
+    for pack in ["ComfyUI-Manager", "ComfyUI-KJNodes"] {
+        let folder = base.join("custom_nodes").join(pack);
+        std::fs::create_dir_all(&folder).expect("mkdir");
+        std::fs::write(folder.join("__init__.py"), "NODE_CLASS_MAPPINGS = {}\n").expect("write");
+    }
     for (folder, file) in [
         ("checkpoints", "realisticVision_v60B1.safetensors"),
         ("loras/xl", "face_detailer_xl.safetensors"),

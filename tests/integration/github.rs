@@ -132,6 +132,7 @@ fn install(root: &Path) -> (PathBuf, PathBuf) {
         &nodes.join("pack-gitdir/.git"),
         "gitdir: ../../../outside/secret/.git\n",
     );
+    write(&nodes.join("pack-gitdir/__init__.py"), "");
     // A symlinked pack (ComfyUI loads those): read where it really lives.
     let linked_target = outside.join("linked");
     checkout(

@@ -57,14 +57,15 @@ function showBanner(text) {
 /** Tool families, by name: the first rule that matches wins. */
 const FAMILIES = [
   ['ComfyUI & server', /^(get_all_nodes|get_node_info|get_history)$|comfyui|system|queue|gpu|health/],
-  ['Discovery', /search|discover|download|install|civitai|hugging|registry|github|custom_node/],
+  ['Install', /^(list_custom_nodes|list_models|get_models_summary|read_node_source|check_node_updates)$/],
+  ['Discovery', /search|discover|download|install|civitai|hugging|registry|github|missing|trending|repo_releases/],
   ['Sessions', /session|^add_note$/],
   ['Execution', /execut|output|upload_image|cancel/],
-  ['Workflows', /workflow|patch|_node|set_input|template/],
+  ['Workflows', /workflow|patch|_node|set_input|template|editable/],
   ['Models', /model|lora|checkpoint/],
 ];
 /** The order families are listed in. */
-const FAMILY_ORDER = ['ComfyUI & server', 'Models', 'Workflows', 'Sessions', 'Execution', 'Discovery', 'Other'];
+const FAMILY_ORDER = ['ComfyUI & server', 'Install', 'Models', 'Workflows', 'Sessions', 'Execution', 'Discovery', 'Other'];
 
 function familyOf(tool) {
   for (const [family, pattern] of FAMILIES) {
