@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::install::nodes::repository_key;
 
 /// One discovery result.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
 pub struct Hit {
     pub name: String,
     /// `node_pack` or `model`.
@@ -161,15 +161,7 @@ mod tests {
             relevance_score: score,
             installed: false,
             url: String::new(),
-            id: None,
-            author: None,
-            description: None,
-            base_model: None,
-            model_type: None,
-            downloads: None,
-            rating: None,
-            filename: None,
-            also_found_on: Vec::new(),
+            ..Hit::default()
         }
     }
 

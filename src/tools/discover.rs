@@ -338,12 +338,9 @@ async fn discover(cx: ToolContext, params: DiscoverParams) -> Result<DiscoverRep
                 id: Some(model.id.clone()),
                 author: model.author.clone(),
                 description: model.pipeline_tag.clone(),
-                base_model: None,
                 model_type: model.library.clone(),
                 downloads: Some(model.downloads),
-                rating: None,
-                filename: None,
-                also_found_on: Vec::new(),
+                ..Hit::default()
             }));
         }
         Some(Err(error)) => errors.push((&error).into()),
@@ -442,12 +439,7 @@ fn manager_pack_hits(
                 id,
                 name,
                 url,
-                base_model: None,
-                model_type: None,
-                downloads: None,
-                rating: None,
-                filename: None,
-                also_found_on: Vec::new(),
+                ..Hit::default()
             }
         })
         .collect();
@@ -495,15 +487,11 @@ fn manager_model_hits(
                 relevance_score: score,
                 installed: installed.contains(&m.filename),
                 url: m.reference.clone().unwrap_or_else(|| m.url.clone()),
-                id: None,
-                author: None,
                 description: short(m.description.as_deref()),
                 base_model: m.base.clone(),
                 model_type: Some(m.model_type.clone()),
-                downloads: None,
-                rating: None,
                 filename: Some(m.filename.clone()),
-                also_found_on: Vec::new(),
+                ..Hit::default()
             })
         })
         .collect();
@@ -535,12 +523,9 @@ fn registry_hit(pack: &RegistryPack, query: &str, installed: &InstalledPacks) ->
         id: Some(pack.id.clone()),
         author: pack.author.clone(),
         description: short(pack.description.as_deref()),
-        base_model: None,
-        model_type: None,
         downloads: pack.downloads,
         rating: pack.rating,
-        filename: None,
-        also_found_on: Vec::new(),
+        ..Hit::default()
     }
 }
 
@@ -566,7 +551,7 @@ fn civitai_hit(model: &CivitaiSummary, installed: &InstalledModels) -> Hit {
         downloads: Some(model.downloads),
         rating: model.rating,
         filename: file.map(|f| f.name.clone()),
-        also_found_on: Vec::new(),
+        ..Hit::default()
     }
 }
 

@@ -1197,7 +1197,8 @@ pub fn tiny_png(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
     png
 }
 
-fn percent_decode(segment: &str) -> String {
+/// `%xx` escapes in a URL path segment or query value undone (invalid ones kept as they are).
+pub fn percent_decode(segment: &str) -> String {
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

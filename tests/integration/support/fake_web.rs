@@ -4,6 +4,7 @@
 //! real ones do: a status (500), a 429 with `Retry-After`, malformed JSON, or no answer at all.
 //! Every request is recorded, headers included, so tests can check what was sent.
 
+use super::fake_comfy::percent_decode;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -153,25 +154,6 @@ impl Drop for FakeWeb {
     }
 }
 
-fn decode(segment: &str) -> String {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = segment.get(i + 1..i + 3)
-            && let Ok(byte) = u8::from_str_radix(hex, 16)
-        {
-            out.push(byte);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn json_response(status: StatusCode, body: &Value) -> Response {
     (
         status,
@@ -290,13 +272,13 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
             )
         }
         (REGISTRY, ["comfy-nodes", name, "node"]) => {
-            match fixtures.registry_comfy_nodes.get(decode(name)) {
+            match fixtures.registry_comfy_nodes.get(percent_decode(name)) {
                 Some(node) => json_response(StatusCode::OK, node),
                 None => not_found("comfy node"),
             }
         }
         (REGISTRY, ["nodes", id]) => {
-            let id = decode(id);
+            let id = percent_decode(id);
             let all = fixtures.registry_search["nodes"]
                 .as_array()
                 .into_iter()
