@@ -15,6 +15,7 @@ use crate::install::InstallIndex;
 use crate::paths::PathPolicy;
 use crate::registry::Registry;
 use crate::session::NamedSessions;
+use crate::session::docs::SessionDocs;
 use crate::session::store::SessionStore;
 use crate::telemetry::metrics::{EndpointGauges, GaugeSource, Gauges, Metrics};
 use crate::web::Web;
@@ -37,6 +38,8 @@ struct Shared {
     named_sessions: NamedSessions,
     /// Named sessions saved on disk.
     store: SessionStore,
+    /// Each session's plan, intent, iterations, demo and pipeline, on disk.
+    docs: SessionDocs,
     /// The ComfyUI client(s), shared by every session.
     comfy: Comfy,
     /// NVML (loaded once, on first use) and the hardware profile.
@@ -108,6 +111,13 @@ impl AppState {
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "could not clean up old saved sessions"),
         }
+        let removed = self.shared.docs.collect_garbage(max_age);
+        if removed > 0 {
+            tracing::info!(
+                count = removed,
+                "removed old session documents (plans, intents, iterations)"
+            );
+        }
     }
 
     /// Builds the state around a given registry (tests and fixture servers).
@@ -126,6 +136,7 @@ impl AppState {
         let comfy = Comfy::new(&config, install.as_ref(), metrics.comfy())?;
         let named_sessions = NamedSessions::new(config.sessions.idle);
         let store = SessionStore::in_data_dir(&config.data_dir);
+        let docs = SessionDocs::in_data_dir(&config.data_dir);
         let gpu = GpuProbe::new(config.gpu_metrics);
         let install_index = InstallIndex::new(install.clone(), Host::current());
         let web = Web::new(&config.web).map_err(StartupError::WebSetup)?;
@@ -136,6 +147,7 @@ impl AppState {
             install_index,
             named_sessions,
             store,
+            docs,
             comfy,
             gpu,
             web,
@@ -176,6 +188,11 @@ impl AppState {
 
     pub fn store(&self) -> &SessionStore {
         &self.shared.store
+    }
+
+    /// Per-session documents (plan, intent, iterations, demo, pipeline).
+    pub fn docs(&self) -> &SessionDocs {
+        &self.shared.docs
     }
 
     pub fn comfy(&self) -> &Comfy {

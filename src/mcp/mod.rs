@@ -25,6 +25,7 @@ use crate::app::AppState;
 use crate::error::ToolError;
 use crate::registry::into_call_result;
 use crate::session::Session;
+use crate::session::store::SessionName;
 use crate::telemetry::metrics::{ConnectionGuard, McpMethod};
 
 pub use rmcp::model::LoggingLevel;
@@ -183,6 +184,17 @@ impl ToolContext {
         }
     }
 
+    /// The session whose memory (plan, intent, iterations, outcomes, pipeline) a call works
+    /// on: the named one when the call names one (checked as a file-safe name), else this
+    /// connection's scope (`default` on stdio), else `default` for stateless requests.
+    pub fn scope(&self, named: Option<&str>) -> Result<SessionName, ToolError> {
+        match named.map(str::trim).filter(|name| !name.is_empty()) {
+            Some(name) => Ok(SessionName::parse(name)?),
+            None if self.stateless => Ok(SessionName::default_name()),
+            None => Ok(self.session.scope()),
+        }
+    }
+
     /// Sends a log message to the client if it asked for this level (per request on
     /// 2026-07-28, through `logging/setLevel` before).
     pub async fn log(&self, level: LoggingLevel, message: impl Into<String>) {
@@ -253,6 +265,13 @@ impl ServerHandler for McpServer {
                     "client connected"
                 );
                 context.peer.set_peer_info(request.clone());
+                if self.transport != "stdio" {
+                    // Its own memory scope, unique across restarts: `http-3-1a2b3c4d`.
+                    let unique = uuid::Uuid::new_v4().simple().to_string();
+                    if let Ok(scope) = SessionName::parse(&format!("{label}-{}", &unique[..8])) {
+                        self.session.set_scope(scope);
+                    }
+                }
                 self.initialized
                     .store(true, std::sync::atomic::Ordering::Relaxed);
                 self.connection
@@ -534,5 +553,43 @@ impl McpServer {
             ))),
             Err(error) => Err(ErrorData::internal_error(error.user_message(), None)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context() -> ToolContext {
+        let dir = std::env::temp_dir().join("comfyui-agent-scope-test");
+        let app = AppState::new(crate::config::Config::for_data_dir(dir)).expect("app");
+        ToolContext::detached(app)
+    }
+
+    #[test]
+    fn memory_scope_is_the_named_session_else_the_connections() {
+        let cx = context();
+        assert_eq!(cx.scope(None).expect("scope").as_str(), "default");
+        assert_eq!(cx.scope(Some("  ")).expect("scope").as_str(), "default");
+        assert_eq!(
+            cx.scope(Some("portrait")).expect("scope").as_str(),
+            "portrait"
+        );
+        cx.session
+            .set_scope(SessionName::parse("http-1-abcd1234").expect("name"));
+        assert_eq!(cx.scope(None).expect("scope").as_str(), "http-1-abcd1234");
+        let error = cx.scope(Some("../etc")).expect_err("refused");
+        assert!(
+            error.user_message().contains("session name"),
+            "{}",
+            error.user_message()
+        );
+    }
+
+    #[test]
+    fn a_named_session_keeps_its_memory_under_its_name() {
+        let cx = context();
+        let named = cx.app.named_sessions().get("moodboard");
+        assert_eq!(named.scope().as_str(), "moodboard");
     }
 }

@@ -4,6 +4,7 @@
 // The logging level type is deprecated by SEP-2577 but still used by pre-2026 clients.
 #![allow(deprecated)]
 
+pub mod docs;
 pub mod store;
 
 use std::sync::Mutex;
@@ -19,6 +20,11 @@ pub struct Session {
     /// The workflow under edit, with its base and undo history. Held across a tool's whole
     /// edit, so two calls in one session apply in order.
     pub workflow: tokio::sync::Mutex<Option<crate::workflow::edit::EditState>>,
+    /// The name this session's memory (plan, intent, iterations, outcomes…) is kept under
+    /// on disk. Unset means [`DEFAULT_NAME`]: stdio (one client per process, so its plan
+    /// survives a restart of the client) and detached contexts. HTTP and SSE connections
+    /// get a name of their own at `initialize`; named sessions are their name.
+    scope: std::sync::OnceLock<store::SessionName>,
 }
 
 impl Session {
@@ -28,6 +34,19 @@ impl Session {
 
     pub fn set_log_level(&self, level: LoggingLevel) {
         *self.log_level.lock().unwrap_or_else(|p| p.into_inner()) = Some(level);
+    }
+
+    /// The name this session's memory is kept under (see the field).
+    pub fn scope(&self) -> store::SessionName {
+        self.scope
+            .get()
+            .cloned()
+            .unwrap_or_else(store::SessionName::default_name)
+    }
+
+    /// Names this session's memory, once; later calls keep the first name.
+    pub fn set_scope(&self, scope: store::SessionName) {
+        let _ = self.scope.set(scope);
     }
 }
 
@@ -58,9 +77,13 @@ impl NamedSessions {
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         let idle = self.idle;
         sessions.retain(|_, (_, used)| now.duration_since(*used) < idle);
-        let entry = sessions
-            .entry(name.to_string())
-            .or_insert_with(|| (std::sync::Arc::default(), now));
+        let entry = sessions.entry(name.to_string()).or_insert_with(|| {
+            let session = Session::default();
+            if let Ok(scope) = store::SessionName::parse(name) {
+                session.set_scope(scope);
+            }
+            (std::sync::Arc::new(session), now)
+        });
         entry.1 = now;
         std::sync::Arc::clone(&entry.0)
     }

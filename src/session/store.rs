@@ -102,6 +102,11 @@ impl SessionName {
         &self.0
     }
 
+    /// [`super::DEFAULT_NAME`], the scope of stdio and stateless calls.
+    pub fn default_name() -> Self {
+        Self(super::DEFAULT_NAME.to_string())
+    }
+
     fn file_name(&self) -> String {
         format!("{}{EXTENSION}", self.0)
     }
@@ -867,7 +872,7 @@ pub fn rfc3339_utc(time: SystemTime) -> String {
 }
 
 /// `20250102T030405Z`, for file names.
-fn compact_utc(time: SystemTime) -> String {
+pub(crate) fn compact_utc(time: SystemTime) -> String {
     let (y, mo, d, h, mi, s) = utc_fields(time);
     format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
 }
