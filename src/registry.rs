@@ -55,6 +55,22 @@ impl Hints {
         open_world: false,
     };
 
+    /// Adds to the session's memory (plan, intent, iterations) in the server's data folder.
+    pub const MEMORY: Self = Self {
+        read_only: false,
+        destructive: false,
+        idempotent: false,
+        open_world: false,
+    };
+
+    /// Starts the session's plan or iteration log afresh, replacing the previous one.
+    pub const MEMORY_RESET: Self = Self {
+        read_only: false,
+        destructive: true,
+        idempotent: false,
+        open_world: false,
+    };
+
     /// Queues work on ComfyUI (it spends GPU time and writes output files).
     pub const LIVE_RUN: Self = Self {
         read_only: false,

@@ -4,12 +4,26 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::app::AppState;
+use crate::error::ToolError;
 use crate::registry::ToolSpec;
 
 /// For tools that take no arguments (unknown ones are still refused).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoParams {}
+
+/// Runs a call into a file store (sessions, session documents) off the async threads: they
+/// read and fsync files.
+pub(crate) async fn blocking<T: Send + 'static>(
+    app: &AppState,
+    f: impl FnOnce(&AppState) -> Result<T, ToolError> + Send + 'static,
+) -> Result<T, ToolError> {
+    let app = app.clone();
+    tokio::task::spawn_blocking(move || f(&app))
+        .await
+        .map_err(|error| ToolError::Internal(format!("a storage task failed: {error}")))?
+}
 
 pub mod civitai;
 pub mod comfy_api;
@@ -19,7 +33,9 @@ pub mod github;
 pub mod gpu;
 pub mod health;
 pub mod inspect;
+pub mod intent;
 pub mod model_compat;
+pub mod planning;
 pub mod sessions;
 pub mod workflow;
 
@@ -31,6 +47,8 @@ pub fn all() -> Vec<ToolSpec> {
     tools.extend(model_compat::tools());
     tools.extend(workflow::tools());
     tools.extend(sessions::tools());
+    tools.extend(planning::tools());
+    tools.extend(intent::tools());
     tools.extend(execution::tools());
     tools.extend(discover::tools());
     tools.extend(civitai::tools());

@@ -6,12 +6,11 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::app::AppState;
 use crate::error::ToolError;
 use crate::mcp::ToolContext;
 use crate::registry::{Hints, ToolSpec, tool};
 use crate::session::store::{Note, SessionName, SessionSummary, WorkflowState};
-use crate::tools::NoParams;
+use crate::tools::{NoParams, blocking};
 use crate::workflow::edit::{EditState, Source};
 use crate::workflow::load::LoadedFormat;
 
@@ -50,17 +49,6 @@ pub fn tools() -> Vec<ToolSpec> {
             add_note,
         ),
     ]
-}
-
-/// Runs a store call off the async threads (it reads and fsyncs files).
-async fn blocking<T: Send + 'static>(
-    app: &AppState,
-    f: impl FnOnce(&AppState) -> Result<T, ToolError> + Send + 'static,
-) -> Result<T, ToolError> {
-    let app = app.clone();
-    tokio::task::spawn_blocking(move || f(&app))
-        .await
-        .map_err(|error| ToolError::Internal(format!("a session task failed: {error}")))?
 }
 
 fn name(raw: &str) -> Result<SessionName, ToolError> {

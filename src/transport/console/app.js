@@ -58,6 +58,7 @@ function showBanner(text) {
 const FAMILIES = [
   ['ComfyUI & server', /^(get_all_nodes|get_node_info|get_history)$|comfyui|system|queue|gpu|health/],
   ['Install', /^(list_custom_nodes|list_models|get_models_summary|read_node_source|check_node_updates)$/],
+  ['Memory', /plan|_step$|intent|iteration|outcome|learned|recommend|feedback/],
   ['Discovery', /search|discover|download|install|civitai|hugging|registry|github|missing|trending|repo_releases/],
   ['Sessions', /session|^add_note$/],
   ['Execution', /execut|output|upload_image|cancel/],
@@ -65,7 +66,7 @@ const FAMILIES = [
   ['Models', /model|lora|checkpoint/],
 ];
 /** The order families are listed in. */
-const FAMILY_ORDER = ['ComfyUI & server', 'Install', 'Models', 'Workflows', 'Sessions', 'Execution', 'Discovery', 'Other'];
+const FAMILY_ORDER = ['ComfyUI & server', 'Install', 'Models', 'Workflows', 'Sessions', 'Memory', 'Execution', 'Discovery', 'Other'];
 
 function familyOf(tool) {
   for (const [family, pattern] of FAMILIES) {
