@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::error::StartupError;
 use crate::gpu::{GpuProbe, HardwareProfile};
 use crate::install::InstallIndex;
+use crate::outcomes::store::OutcomeStore;
 use crate::paths::PathPolicy;
 use crate::registry::Registry;
 use crate::session::NamedSessions;
@@ -40,6 +41,8 @@ struct Shared {
     store: SessionStore,
     /// Each session's plan, intent, iterations, demo and pipeline, on disk.
     docs: SessionDocs,
+    /// The outcomes every session recorded (SQLite, opened on first use).
+    outcomes: OutcomeStore,
     /// The ComfyUI client(s), shared by every session.
     comfy: Comfy,
     /// NVML (loaded once, on first use) and the hardware profile.
@@ -137,6 +140,7 @@ impl AppState {
         let named_sessions = NamedSessions::new(config.sessions.idle);
         let store = SessionStore::in_data_dir(&config.data_dir);
         let docs = SessionDocs::in_data_dir(&config.data_dir);
+        let outcomes = OutcomeStore::in_data_dir(&config.data_dir);
         let gpu = GpuProbe::new(config.gpu_metrics);
         let install_index = InstallIndex::new(install.clone(), Host::current());
         let web = Web::new(&config.web).map_err(StartupError::WebSetup)?;
@@ -148,6 +152,7 @@ impl AppState {
             named_sessions,
             store,
             docs,
+            outcomes,
             comfy,
             gpu,
             web,
@@ -193,6 +198,11 @@ impl AppState {
     /// Per-session documents (plan, intent, iterations, demo, pipeline).
     pub fn docs(&self) -> &SessionDocs {
         &self.shared.docs
+    }
+
+    /// The outcome memory (`record_outcome`, `get_learned_patterns`, …).
+    pub fn outcomes(&self) -> &OutcomeStore {
+        &self.shared.outcomes
     }
 
     pub fn comfy(&self) -> &Comfy {

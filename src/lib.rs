@@ -17,6 +17,7 @@ pub mod images;
 pub mod install;
 pub mod mcp;
 pub mod models;
+pub mod outcomes;
 pub mod paths;
 pub mod planning;
 pub mod registry;

@@ -43,6 +43,15 @@ impl PathPolicy {
 
     /// Resolves `raw` to an existing file inside the roots, ready to read.
     pub fn existing_file(&self, raw: &str) -> Result<PathBuf, PathError> {
+        let resolved = self.existing_path(raw)?;
+        if !resolved.is_file() {
+            return Err(PathError::NotAFile { path: raw.into() });
+        }
+        Ok(resolved)
+    }
+
+    /// Resolves `raw` to an existing file or folder inside the roots (symlinks followed).
+    pub fn existing_path(&self, raw: &str) -> Result<PathBuf, PathError> {
         let candidate = self.absolute(raw)?;
         let resolved = match candidate.canonicalize() {
             Ok(resolved) => resolved,
@@ -59,9 +68,6 @@ impl PathPolicy {
             }
         };
         self.check_inside(&resolved, raw)?;
-        if !resolved.is_file() {
-            return Err(PathError::NotAFile { path: raw.into() });
-        }
         Ok(resolved)
     }
 

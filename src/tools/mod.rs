@@ -34,6 +34,7 @@ pub mod gpu;
 pub mod health;
 pub mod inspect;
 pub mod intent;
+pub mod memory;
 pub mod model_compat;
 pub mod planning;
 pub mod sessions;
@@ -49,6 +50,7 @@ pub fn all() -> Vec<ToolSpec> {
     tools.extend(sessions::tools());
     tools.extend(planning::tools());
     tools.extend(intent::tools());
+    tools.extend(memory::tools());
     tools.extend(execution::tools());
     tools.extend(discover::tools());
     tools.extend(civitai::tools());

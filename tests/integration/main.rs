@@ -17,6 +17,7 @@ mod gpu;
 mod http;
 mod inprocess;
 mod inspect;
+mod memory;
 mod metrics;
 mod planning;
 mod stdio;
