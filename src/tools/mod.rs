@@ -20,6 +20,7 @@ pub mod gpu;
 pub mod health;
 pub mod inspect;
 pub mod model_compat;
+pub mod provenance;
 pub mod sessions;
 pub mod workflow;
 
@@ -36,6 +37,7 @@ pub fn all() -> Vec<ToolSpec> {
     tools.extend(civitai::tools());
     tools.extend(gpu::tools());
     tools.extend(github::tools());
+    tools.extend(provenance::tools());
     tools.extend(health::tools());
     tools
 }
