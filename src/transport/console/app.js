@@ -60,12 +60,13 @@ const FAMILIES = [
   ['Install', /^(list_custom_nodes|list_models|get_models_summary|read_node_source|check_node_updates)$/],
   ['Discovery', /search|discover|download|install|civitai|hugging|registry|github|missing|trending|repo_releases/],
   ['Sessions', /session|^add_note$/],
+  ['Images', /image_metadata|reconstruct_context/],
   ['Execution', /execut|output|upload_image|cancel/],
   ['Workflows', /workflow|patch|_node|set_input|template|editable/],
   ['Models', /model|lora|checkpoint/],
 ];
 /** The order families are listed in. */
-const FAMILY_ORDER = ['ComfyUI & server', 'Install', 'Models', 'Workflows', 'Sessions', 'Execution', 'Discovery', 'Other'];
+const FAMILY_ORDER = ['ComfyUI & server', 'Install', 'Models', 'Workflows', 'Sessions', 'Execution', 'Images', 'Discovery', 'Other'];
 
 function familyOf(tool) {
   for (const [family, pattern] of FAMILIES) {
