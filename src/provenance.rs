@@ -220,18 +220,18 @@ fn png_texts(chunks: &[Chunk<'_>]) -> BTreeMap<String, String> {
     }
     for chunk in &info.compressed_latin1_text {
         let mut chunk = chunk.clone();
-        if chunk.decompress_text_with_limit(MAX_TEXT_BYTES).is_ok() {
-            if let Ok(text) = chunk.get_text() {
-                texts.entry(chunk.keyword.clone()).or_insert(text);
-            }
+        if chunk.decompress_text_with_limit(MAX_TEXT_BYTES).is_ok()
+            && let Ok(text) = chunk.get_text()
+        {
+            texts.entry(chunk.keyword.clone()).or_insert(text);
         }
     }
     for chunk in &info.utf8_text {
         let mut chunk = chunk.clone();
-        if chunk.decompress_text_with_limit(MAX_TEXT_BYTES).is_ok() {
-            if let Ok(text) = chunk.get_text() {
-                texts.entry(chunk.keyword.clone()).or_insert(text);
-            }
+        if chunk.decompress_text_with_limit(MAX_TEXT_BYTES).is_ok()
+            && let Ok(text) = chunk.get_text()
+        {
+            texts.entry(chunk.keyword.clone()).or_insert(text);
         }
     }
     texts
@@ -309,10 +309,10 @@ fn jpeg_exif(bytes: &[u8]) -> Option<&[u8]> {
         if end > bytes.len() {
             return None;
         }
-        if marker == 0xe1 {
-            if let Some(tiff) = bytes[start..end].strip_prefix(b"Exif\0\0") {
-                return Some(tiff);
-            }
+        if marker == 0xe1
+            && let Some(tiff) = bytes[start..end].strip_prefix(b"Exif\0\0")
+        {
+            return Some(tiff);
         }
         at = end;
     }
@@ -387,10 +387,10 @@ fn tiff_strings(tiff: &[u8]) -> Vec<(u16, String)> {
             let raw = raw.strip_suffix(&[0]).unwrap_or(raw);
             found.push((tag, String::from_utf8_lossy(raw).into_owned()));
         }
-        if let Some(next) = u16_at(ifd).and_then(|c| u32_at(ifd + 2 + usize::from(c) * 12)) {
-            if next != 0 {
-                queue.push(next as usize);
-            }
+        if let Some(next) = u16_at(ifd).and_then(|c| u32_at(ifd + 2 + usize::from(c) * 12))
+            && next != 0
+        {
+            queue.push(next as usize);
         }
     }
     found
@@ -466,13 +466,13 @@ pub fn validate_metadata(metadata: &Map<String, Value>) -> Result<String, Proven
                     kind(v)
                 ));
             }
-            if let Some(v) = item.get("type") {
-                if !v.as_str().is_some_and(|t| ITERATION_TYPES.contains(&t)) {
-                    return bad(format!(
-                        "iterations[{i}].type must be one of {}",
-                        ITERATION_TYPES.join(", ")
-                    ));
-                }
+            if let Some(v) = item.get("type")
+                && !v.as_str().is_some_and(|t| ITERATION_TYPES.contains(&t))
+            {
+                return bad(format!(
+                    "iterations[{i}].type must be one of {}",
+                    ITERATION_TYPES.join(", ")
+                ));
             }
             for key in ["trigger", "feedback", "observation"] {
                 if let Some(v) = item.get(key).filter(|v| !v.is_null() && !v.is_string()) {
@@ -709,15 +709,15 @@ pub fn generation_from_prompt(prompt: &str) -> Option<Generation> {
             continue;
         };
         let string = |k: &str| inputs.get(k).and_then(Value::as_str).map(str::to_owned);
-        if let Some(ckpt) = string("ckpt_name").or_else(|| string("unet_name")) {
-            if !found.checkpoints.contains(&ckpt) {
-                found.checkpoints.push(ckpt);
-            }
+        if let Some(ckpt) = string("ckpt_name").or_else(|| string("unet_name"))
+            && !found.checkpoints.contains(&ckpt)
+        {
+            found.checkpoints.push(ckpt);
         }
-        if let Some(lora) = string("lora_name") {
-            if !found.loras.contains(&lora) {
-                found.loras.push(lora);
-            }
+        if let Some(lora) = string("lora_name")
+            && !found.loras.contains(&lora)
+        {
+            found.loras.push(lora);
         }
         if sampler.is_none() && class.contains("Sampler") && inputs.contains_key("positive") {
             sampler = Some(inputs);

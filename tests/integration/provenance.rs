@@ -25,7 +25,7 @@ fn other_chunks(bytes: &[u8]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut at = 8;
     while at + 12 <= bytes.len() {
-        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().expect("four bytes")) as usize;
         let raw = &bytes[at..at + 12 + len];
         if !raw[8..].starts_with(b"comfyui_agent\0") {
             out.push(raw.to_vec());
