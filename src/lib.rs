@@ -20,6 +20,7 @@ pub mod models;
 pub mod outcomes;
 pub mod paths;
 pub mod planning;
+pub mod provenance;
 pub mod registry;
 pub mod session;
 pub mod telemetry;

@@ -37,6 +37,7 @@ pub mod intent;
 pub mod memory;
 pub mod model_compat;
 pub mod planning;
+pub mod provenance;
 pub mod sessions;
 pub mod workflow;
 
@@ -56,6 +57,7 @@ pub fn all() -> Vec<ToolSpec> {
     tools.extend(civitai::tools());
     tools.extend(gpu::tools());
     tools.extend(github::tools());
+    tools.extend(provenance::tools());
     tools.extend(health::tools());
     tools
 }

@@ -20,6 +20,7 @@ mod inspect;
 mod memory;
 mod metrics;
 mod planning;
+mod provenance;
 mod stdio;
 mod support;
 mod telemetry;

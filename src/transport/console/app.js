@@ -61,12 +61,13 @@ const FAMILIES = [
   ['Memory', /plan|_step$|intent|iteration|outcome|learned|recommend|feedback/],
   ['Discovery', /search|discover|download|install|civitai|hugging|registry|github|missing|trending|repo_releases/],
   ['Sessions', /session|^add_note$/],
+  ['Images', /image_metadata|reconstruct_context/],
   ['Execution', /execut|output|upload_image|cancel/],
   ['Workflows', /workflow|patch|_node|set_input|template|editable/],
   ['Models', /model|lora|checkpoint/],
 ];
 /** The order families are listed in. */
-const FAMILY_ORDER = ['ComfyUI & server', 'Install', 'Models', 'Workflows', 'Sessions', 'Memory', 'Execution', 'Discovery', 'Other'];
+const FAMILY_ORDER = ['ComfyUI & server', 'Install', 'Models', 'Workflows', 'Sessions', 'Memory', 'Execution', 'Images', 'Discovery', 'Other'];
 
 function familyOf(tool) {
   for (const [family, pattern] of FAMILIES) {
