@@ -66,29 +66,70 @@ pub struct Outcome {
     pub goal_id: Option<String>,
 }
 
-/// The first 16 hex digits of the SHA-256 of `key_params` as sorted-keys JSON: equal
-/// parameters give equal hashes whatever their order (the original's `workflow_hash`).
+/// The first 16 hex digits of the SHA-256 of `key_params` written as Python's
+/// `json.dumps(key_params, sort_keys=True)` writes it, so a hash matches the one the original
+/// project recorded for the same parameters, whatever their order.
 pub fn workflow_hash(key_params: &Map<String, Value>) -> String {
-    let sorted = sort_keys(&Value::Object(key_params.clone()));
-    let digest = Sha256::digest(sorted.to_string().as_bytes());
+    let mut text = String::new();
+    python_json(&Value::Object(key_params.clone()), &mut text);
+    let digest = Sha256::digest(text.as_bytes());
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
-fn sort_keys(value: &Value) -> Value {
+/// Python's default JSON: sorted keys, `", "` and `": "` between items, non-ASCII escaped
+/// as UTF-16 `\uXXXX`.
+fn python_json(value: &Value, out: &mut String) {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
-            // serde_json keeps insertion order only with preserve_order; build sorted anyway.
-            let mut sorted = Map::new();
-            for key in keys {
-                sorted.insert(key.clone(), sort_keys(&map[key]));
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                python_string(key, out);
+                out.push_str(": ");
+                python_json(&map[key], out);
             }
-            Value::Object(sorted)
+            out.push('}');
         }
-        Value::Array(items) => Value::Array(items.iter().map(sort_keys).collect()),
-        other => other.clone(),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                python_json(item, out);
+            }
+            out.push(']');
+        }
+        Value::String(text) => python_string(text, out),
+        other => out.push_str(&other.to_string()),
     }
+}
+
+fn python_string(text: &str, out: &mut String) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if c.is_ascii() && !c.is_ascii_control() => out.push(c),
+            c => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        }
+    }
+    out.push('"');
 }
 
 /// The weight of an outcome `age_s` seconds old: 1 when new, ½ at the half-life, never
@@ -114,6 +155,26 @@ pub fn combo_key(models: &[String]) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_hash_is_the_original_projects() {
+        // Both computed with Python: sha256(json.dumps(v, sort_keys=True))[:16].
+        let simple = json!({"steps": 20, "cfg": 7})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(workflow_hash(&simple), "b3236c12d94a9501");
+        let rich = json!({"prompt": "caf\u{e9} \u{1f305} \"q\"\n", "cfg": 6.5,
+                          "nested": {"b": [1, 2.0, null, true], "a": "x"}, "steps": 20});
+        let rich = rich.as_object().cloned().unwrap_or_default();
+        let mut text = String::new();
+        python_json(&Value::Object(rich.clone()), &mut text);
+        assert_eq!(
+            text,
+            r#"{"cfg": 6.5, "nested": {"a": "x", "b": [1, 2.0, null, true]}, "prompt": "caf\u00e9 \ud83c\udf05 \"q\"\n", "steps": 20}"#
+        );
+        assert_eq!(workflow_hash(&rich), "730f32f05093908d");
+    }
 
     #[test]
     fn the_hash_ignores_key_order_and_is_16_hex() {
