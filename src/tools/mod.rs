@@ -20,6 +20,7 @@ pub mod gpu;
 pub mod health;
 pub mod inspect;
 pub mod model_compat;
+pub mod pipeline;
 pub mod sessions;
 pub mod workflow;
 
@@ -32,6 +33,7 @@ pub fn all() -> Vec<ToolSpec> {
     tools.extend(workflow::tools());
     tools.extend(sessions::tools());
     tools.extend(execution::tools());
+    tools.extend(pipeline::tools());
     tools.extend(discover::tools());
     tools.extend(civitai::tools());
     tools.extend(gpu::tools());
