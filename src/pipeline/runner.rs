@@ -174,7 +174,10 @@ pub async fn run(
         )
         .await;
         let stage_started = Instant::now();
-        let staged = run_stage(cx, client, stage, workflow, &done, options, &label).await;
+        let staged = Box::pin(run_stage(
+            cx, client, stage, workflow, &done, options, &label,
+        ))
+        .await;
         let result = match staged {
             Ok(result) => result,
             Err(ToolError::Cancelled) => {

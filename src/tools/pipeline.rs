@@ -214,7 +214,10 @@ async fn run_pipeline(cx: ToolContext, params: RunParams) -> Result<RunResult, T
             tracing::warn!(%error, "could not save the pipeline run");
         }
     };
-    let outcome = runner::run(&cx, &client, &pipeline, workflows, &options, &publish).await;
+    let outcome = Box::pin(runner::run(
+        &cx, &client, &pipeline, workflows, &options, &publish,
+    ))
+    .await;
     session.pipeline.set(None);
     Ok(RunResult {
         run: outcome?,
