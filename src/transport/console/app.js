@@ -60,7 +60,7 @@ const FAMILIES = [
   ['Install', /^(list_custom_nodes|list_models|get_models_summary|read_node_source|check_node_updates)$/],
   ['Discovery', /search|discover|download|install|civitai|hugging|registry|github|missing|trending|repo_releases/],
   ['Sessions', /session|^add_note$/],
-  ['Execution', /execut|output|upload_image|cancel/],
+  ['Execution', /execut|output|upload_image|cancel|pipeline/],
   ['Workflows', /workflow|patch|_node|set_input|template|editable/],
   ['Models', /model|lora|checkpoint/],
 ];
