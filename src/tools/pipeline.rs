@@ -214,15 +214,24 @@ async fn run_pipeline(cx: ToolContext, params: RunParams) -> Result<RunResult, T
             tracing::warn!(%error, "could not save the pipeline run");
         }
     };
+    // Clears the live state however the call ends, even if its future is dropped.
+    let _clear = ClearLive(&session.pipeline);
     let outcome = Box::pin(runner::run(
         &cx, &client, &pipeline, workflows, &options, &publish,
     ))
     .await;
-    session.pipeline.set(None);
     Ok(RunResult {
         run: outcome?,
         outcome_recorded: false,
     })
+}
+
+struct ClearLive<'a>(&'a crate::pipeline::Live);
+
+impl Drop for ClearLive<'_> {
+    fn drop(&mut self) {
+        self.0.set(None);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -247,7 +256,8 @@ pub struct StageOutput {
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct PipelineStatus {
-    /// no_pipeline, idle (defined, never run), running, complete, error or cancelled.
+    /// no_pipeline, idle (defined, never run), running, complete, error, cancelled, or
+    /// stopped (a run that ended without finishing, such as when the server stopped).
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pipeline_name: Option<String>,
@@ -273,7 +283,19 @@ async fn get_pipeline_status(
         .load::<PipelineDoc>(DOC_KIND, &scope)?
         .doc
         .unwrap_or_default();
-    if let Some(run) = live.or(doc.last_run) {
+    if let Some(run) = live {
+        return Ok(from_run(run));
+    }
+    if let Some(mut run) = doc.last_run {
+        if run.status == "running" {
+            // Saved mid-run, and no run is live here: it ended without a final word (the
+            // server stopped, or the call was dropped).
+            run.status = "stopped".into();
+            run.current_stage = None;
+            run.message = "The last run ended before it finished (the call was cancelled or \
+                           the server stopped); run_pipeline starts it again."
+                .into();
+        }
         return Ok(from_run(run));
     }
     Ok(match doc.pipeline {
