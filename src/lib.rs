@@ -19,6 +19,7 @@ pub mod mcp;
 pub mod models;
 pub mod outcomes;
 pub mod paths;
+pub mod pipeline;
 pub mod planning;
 pub mod provenance;
 pub mod registry;

@@ -25,6 +25,8 @@ pub struct Session {
     /// survives a restart of the client) and detached contexts. HTTP and SSE connections
     /// get a name of their own at `initialize`; named sessions are their name.
     scope: std::sync::OnceLock<store::SessionName>,
+    /// The pipeline run in progress, for get_pipeline_status while run_pipeline works.
+    pub pipeline: crate::pipeline::Live,
 }
 
 impl Session {

@@ -36,6 +36,7 @@ pub mod inspect;
 pub mod intent;
 pub mod memory;
 pub mod model_compat;
+pub mod pipeline;
 pub mod planning;
 pub mod provenance;
 pub mod sessions;
@@ -53,6 +54,7 @@ pub fn all() -> Vec<ToolSpec> {
     tools.extend(intent::tools());
     tools.extend(memory::tools());
     tools.extend(execution::tools());
+    tools.extend(pipeline::tools());
     tools.extend(discover::tools());
     tools.extend(civitai::tools());
     tools.extend(gpu::tools());

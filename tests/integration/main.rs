@@ -19,6 +19,7 @@ mod inprocess;
 mod inspect;
 mod memory;
 mod metrics;
+mod pipeline;
 mod planning;
 mod provenance;
 mod stdio;

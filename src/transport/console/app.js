@@ -62,7 +62,7 @@ const FAMILIES = [
   ['Discovery', /search|discover|download|install|civitai|hugging|registry|github|missing|trending|repo_releases/],
   ['Sessions', /session|^add_note$/],
   ['Images', /image_metadata|reconstruct_context/],
-  ['Execution', /execut|output|upload_image|cancel/],
+  ['Execution', /execut|output|upload_image|cancel|pipeline/],
   ['Workflows', /workflow|patch|_node|set_input|template|editable/],
   ['Models', /model|lora|checkpoint/],
 ];

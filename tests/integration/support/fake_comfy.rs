@@ -143,6 +143,8 @@ struct Inner {
     running: Vec<Value>,
     pending: Vec<Value>,
     prompts_queued: u64,
+    /// Every prompt queued, in order: (prompt id, the workflow as posted).
+    prompts: Vec<(String, Value)>,
     /// The open WebSocket per client id (a reconnect replaces it, as in ComfyUI).
     sockets: HashMap<String, mpsc::UnboundedSender<ToSocket>>,
     /// Text messages clients sent on their sockets (`feature_flags`).
@@ -361,6 +363,11 @@ impl FakeComfy {
         self.shared.lock().history.get(prompt_id).cloned()
     }
 
+    /// Every prompt queued so far, in order: (prompt id, the workflow as posted).
+    pub fn prompts(&self) -> Vec<(String, Value)> {
+        self.shared.lock().prompts.clone()
+    }
+
     pub fn add_pending(&self, prompt_id: &str) {
         let mut inner = self.shared.lock();
         let number = i64::try_from(inner.pending.len()).unwrap_or(0) + 1;
@@ -541,6 +548,9 @@ fn post_prompt(shared: &Shared, body: &Bytes) -> Response {
         .as_str()
         .map_or_else(|| format!("fake-{}", inner.prompts_queued), String::from);
     let number = inner.prompts_queued;
+    inner
+        .prompts
+        .push((prompt_id.clone(), request["prompt"].clone()));
     let job = Job {
         prompt_id: prompt_id.clone(),
         number,
