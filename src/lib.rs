@@ -18,6 +18,7 @@ pub mod install;
 pub mod mcp;
 pub mod models;
 pub mod paths;
+pub mod refine;
 pub mod registry;
 pub mod session;
 pub mod telemetry;

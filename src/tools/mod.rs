@@ -20,6 +20,7 @@ pub mod gpu;
 pub mod health;
 pub mod inspect;
 pub mod model_compat;
+pub mod refine;
 pub mod sessions;
 pub mod workflow;
 
@@ -37,5 +38,6 @@ pub fn all() -> Vec<ToolSpec> {
     tools.extend(gpu::tools());
     tools.extend(github::tools());
     tools.extend(health::tools());
+    tools.extend(refine::tools());
     tools
 }

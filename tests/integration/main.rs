@@ -18,6 +18,7 @@ mod http;
 mod inprocess;
 mod inspect;
 mod metrics;
+mod refine;
 mod stdio;
 mod support;
 mod telemetry;
