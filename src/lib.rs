@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod cli;
 pub mod comfy;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod exec;
 pub mod fsutil;

@@ -13,6 +13,7 @@ pub struct NoParams {}
 
 pub mod civitai;
 pub mod comfy_api;
+pub mod demo;
 pub mod discover;
 pub mod execution;
 pub mod github;
@@ -39,5 +40,6 @@ pub fn all() -> Vec<ToolSpec> {
     tools.extend(github::tools());
     tools.extend(health::tools());
     tools.extend(refine::tools());
+    tools.extend(demo::tools());
     tools
 }

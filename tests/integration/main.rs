@@ -7,6 +7,7 @@
 mod browser;
 mod cli;
 mod comfy;
+mod demo;
 mod discover;
 mod events;
 mod execution;
