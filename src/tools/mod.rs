@@ -27,6 +27,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 pub mod civitai;
 pub mod comfy_api;
+pub mod demo;
 pub mod discover;
 pub mod execution;
 pub mod github;
@@ -39,6 +40,7 @@ pub mod model_compat;
 pub mod pipeline;
 pub mod planning;
 pub mod provenance;
+pub mod refine;
 pub mod sessions;
 pub mod workflow;
 
@@ -61,5 +63,7 @@ pub fn all() -> Vec<ToolSpec> {
     tools.extend(github::tools());
     tools.extend(provenance::tools());
     tools.extend(health::tools());
+    tools.extend(refine::tools());
+    tools.extend(demo::tools());
     tools
 }

@@ -7,6 +7,7 @@
 mod browser;
 mod cli;
 mod comfy;
+mod demo;
 mod discover;
 mod events;
 mod execution;
@@ -22,6 +23,7 @@ mod metrics;
 mod pipeline;
 mod planning;
 mod provenance;
+mod refine;
 mod stdio;
 mod support;
 mod telemetry;
