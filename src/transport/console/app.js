@@ -58,7 +58,7 @@ function showBanner(text) {
 const FAMILIES = [
   ['ComfyUI & server', /^(get_all_nodes|get_node_info|get_history)$|comfyui|system|queue|gpu|health/],
   ['Install', /^(list_custom_nodes|list_models|get_models_summary|read_node_source|check_node_updates)$/],
-  ['Memory', /plan|_step$|intent|iteration|outcome|learned|recommend|feedback|demo|checkpoint$/],
+  ['Memory', /plan|_step$|intent|iteration|outcome|learned|recommend|feedback|refine|demo|checkpoint$/],
   ['Discovery', /search|discover|download|install|civitai|hugging|registry|github|missing|trending|repo_releases/],
   ['Sessions', /session|^add_note$/],
   ['Images', /image_metadata|reconstruct_context/],
