@@ -17,7 +17,7 @@ pub const MAX_TEXT_CHARS: usize = 4000;
 /// Most style references per intent.
 pub const MAX_REFERENCES: usize = 20;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Intent {
     pub user_request: String,
     pub interpretation: String,
@@ -63,7 +63,7 @@ pub enum IterationType {
     Rollback,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IterationStep {
     pub iteration: u32,
     #[serde(rename = "type")]

@@ -4,11 +4,11 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::app::AppState;
 use crate::demo::{CheckpointError, DemoState, SCENARIOS, Scenario, Step, scenario};
 use crate::error::ToolError;
 use crate::mcp::ToolContext;
 use crate::registry::{Hints, ToolSpec, tool};
+use crate::tools::blocking;
 
 const KIND: &str = "demos";
 
@@ -32,16 +32,6 @@ pub fn tools() -> Vec<ToolSpec> {
             demo_checkpoint,
         ),
     ]
-}
-
-async fn blocking<T: Send + 'static>(
-    app: &AppState,
-    f: impl FnOnce(&AppState) -> Result<T, ToolError> + Send + 'static,
-) -> Result<T, ToolError> {
-    let app = app.clone();
-    tokio::task::spawn_blocking(move || f(&app))
-        .await
-        .map_err(|error| ToolError::Internal(format!("a demo task failed: {error}")))?
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

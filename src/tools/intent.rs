@@ -104,31 +104,10 @@ pub struct CaptureIntentParams {
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
-pub struct IntentView {
-    pub user_request: String,
-    pub interpretation: String,
-    pub style_references: Vec<String>,
-    pub session_context: Option<String>,
-    pub captured_at: String,
-}
-
-impl From<Intent> for IntentView {
-    fn from(intent: Intent) -> Self {
-        Self {
-            user_request: intent.user_request,
-            interpretation: intent.interpretation,
-            style_references: intent.style_references,
-            session_context: intent.session_context,
-            captured_at: intent.captured_at,
-        }
-    }
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
 pub struct IntentCaptured {
     /// `captured`.
     pub status: String,
-    pub intent: IntentView,
+    pub intent: Intent,
     /// Earlier intents kept in this session's history.
     pub history_count: usize,
     pub session: String,
@@ -165,7 +144,7 @@ async fn capture_intent(
                 log.capture(intent.clone());
                 let done = IntentCaptured {
                     status: "captured".into(),
-                    intent: intent.into(),
+                    intent,
                     history_count: log.history.len(),
                     session: session.to_string(),
                     set_aside: loaded.set_aside,
@@ -188,7 +167,7 @@ pub struct IntentSessionParams {
 pub struct CurrentIntent {
     /// `ok`, or `empty` when none was captured.
     pub status: String,
-    pub intent: Option<IntentView>,
+    pub intent: Option<Intent>,
     pub history_count: usize,
     pub session: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -209,7 +188,7 @@ async fn get_current_intent(
         Ok(match log.current {
             Some(intent) => CurrentIntent {
                 status: "ok".into(),
-                intent: Some(intent.into()),
+                intent: Some(intent),
                 history_count,
                 session: session.to_string(),
                 message: None,
@@ -367,22 +346,9 @@ pub struct FinalizeParams {
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
-pub struct IterationView {
-    pub iteration: u32,
-    #[serde(rename = "type")]
-    pub kind: IterationType,
-    pub trigger: String,
-    pub patches: Vec<Value>,
-    pub params: Map<String, Value>,
-    pub feedback: Option<String>,
-    pub observation: Option<String>,
-    pub recorded_at: String,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
 pub struct Finalized {
     pub intent_summary: String,
-    pub iterations: Vec<IterationView>,
+    pub iterations: Vec<IterationStep>,
     pub accepted_iteration: u32,
     pub started_at: String,
     pub finalized_at: String,
@@ -405,20 +371,7 @@ async fn finalize_iterations(
                 log.finalize(params.accepted_iteration, finalized_at.clone())?;
                 let done = Finalized {
                     intent_summary: log.intent_summary.clone(),
-                    iterations: log
-                        .steps
-                        .iter()
-                        .map(|s| IterationView {
-                            iteration: s.iteration,
-                            kind: s.kind,
-                            trigger: s.trigger.clone(),
-                            patches: s.patches.clone(),
-                            params: s.params.clone(),
-                            feedback: s.feedback.clone(),
-                            observation: s.observation.clone(),
-                            recorded_at: s.recorded_at.clone(),
-                        })
-                        .collect(),
+                    iterations: log.steps.clone(),
                     accepted_iteration: params.accepted_iteration,
                     started_at: log.started_at.clone(),
                     finalized_at,

@@ -270,17 +270,7 @@ async fn a_cancelled_call_cancels_its_prompt() {
                       "params": {"requestId": 7, "reason": "the artist changed their mind"}}),
         )
         .await;
-    let mut interrupted = false;
-    for _ in 0..100 {
-        if fake
-            .history_entry(&running)
-            .is_some_and(|entry| entry.to_string().contains("execution_interrupted"))
-        {
-            interrupted = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let interrupted = fake.wait_until_interrupted(&running).await;
     assert!(interrupted, "the ComfyUI prompt was interrupted");
     // The server keeps serving.
     let status = agent

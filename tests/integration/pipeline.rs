@@ -273,17 +273,7 @@ async fn pipeline_status_while_running_and_cancelling_the_call_interrupts_the_st
                       "params": {"requestId": 7, "reason": "changed my mind"}}),
         )
         .await;
-    let mut interrupted = false;
-    for _ in 0..200 {
-        if fake
-            .history_entry(&running)
-            .is_some_and(|entry| entry.to_string().contains("execution_interrupted"))
-        {
-            interrupted = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let interrupted = fake.wait_until_interrupted(&running).await;
     assert!(interrupted, "the running stage's prompt was interrupted");
     let mut last = Value::Null;
     for attempt in 0..100 {

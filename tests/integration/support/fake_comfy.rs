@@ -363,6 +363,20 @@ impl FakeComfy {
         self.shared.lock().history.get(prompt_id).cloned()
     }
 
+    /// Waits up to about 5 s for the prompt's history to record an interruption.
+    pub async fn wait_until_interrupted(&self, prompt_id: &str) -> bool {
+        for _ in 0..100 {
+            if self
+                .history_entry(prompt_id)
+                .is_some_and(|entry| entry.to_string().contains("execution_interrupted"))
+            {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        false
+    }
+
     /// Every prompt queued so far, in order: (prompt id, the workflow as posted).
     pub fn prompts(&self) -> Vec<(String, Value)> {
         self.shared.lock().prompts.clone()
