@@ -20,7 +20,7 @@ pub fn tools() -> Vec<ToolSpec> {
             "Start a guided walk through this server's tools (model_free, model_swap, \
              speed_run, controlnet_add, full_pipeline), or pass \"list\" to see them. Each step \
              names the tools to call and what a ComfyUI without models will do.",
-            Hints::EDIT,
+            Hints::MEMORY_RESET,
             start_demo,
         ),
         tool(
@@ -28,7 +28,7 @@ pub fn tools() -> Vec<ToolSpec> {
             "Finish a demo step",
             "Mark the current step of this session's demo done (with optional notes) and get \
              the next one.",
-            Hints::EDIT,
+            Hints::MEMORY,
             demo_checkpoint,
         ),
     ]
