@@ -21,9 +21,6 @@ use crate::mcp::ToolContext;
 use crate::workflow::load;
 use crate::workflow::model::Workflow;
 
-/// The largest workflow file a stage may name.
-const MAX_WORKFLOW_BYTES: u64 = 32 * 1024 * 1024;
-
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct StageResult {
     pub stage_id: String,
@@ -76,7 +73,7 @@ pub async fn load_stage(cx: &ToolContext, stage: &Stage) -> Result<Workflow, Str
         let bytes = cx
             .app
             .paths()
-            .read_capped(source, MAX_WORKFLOW_BYTES)
+            .read_capped(source, crate::tools::workflow::MAX_WORKFLOW_BYTES)
             .await
             .map_err(|error| {
                 format!(
@@ -85,16 +82,7 @@ pub async fn load_stage(cx: &ToolContext, stage: &Stage) -> Result<Workflow, Str
                 )
             })?;
         let text = String::from_utf8_lossy(&bytes);
-        match load::load_str(&text, None) {
-            Err(load::LoadError::NeedsNodeList) => {
-                let client = cx.app.comfy().client().await;
-                match client.nodes(false).await {
-                    Ok(index) => load::load_str(&text, Some(&index)),
-                    Err(_) => Err(load::LoadError::NeedsNodeList),
-                }
-            }
-            other => other,
-        }
+        crate::tools::workflow::load_with_index(cx, |index| load::load_str(&text, index)).await
     };
     loaded.map(|loaded| loaded.workflow).map_err(|error| {
         format!(

@@ -2,7 +2,6 @@
 //! PNG, read it back with what ComfyUI embedded, and turn both into a readable context.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -126,40 +125,6 @@ fn refuse(error: ProvenanceError, path: &str) -> ToolError {
     ToolError::rejected(format!("{path}: {error}."), hint)
 }
 
-/// Reads a file the policy allows, bounded by [`MAX_IMAGE_BYTES`].
-async fn read_bounded(raw: &str, path: PathBuf) -> Result<Vec<u8>, ToolError> {
-    let raw_owned = raw.to_owned();
-    tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ToolError> {
-        use std::io::Read;
-        let file = std::fs::File::open(&path).map_err(|e| path_error(&raw_owned, e))?;
-        let size = file
-            .metadata()
-            .map_err(|e| path_error(&raw_owned, e))?
-            .len();
-        if size > MAX_IMAGE_BYTES {
-            return Err(ToolError::Path(PathError::TooLarge {
-                path: raw_owned,
-                size,
-                limit: MAX_IMAGE_BYTES,
-            }));
-        }
-        let mut bytes = Vec::with_capacity(size as usize);
-        file.take(MAX_IMAGE_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| path_error(&raw_owned, e))?;
-        if bytes.len() as u64 > MAX_IMAGE_BYTES {
-            return Err(ToolError::Path(PathError::TooLarge {
-                path: raw_owned,
-                size: bytes.len() as u64,
-                limit: MAX_IMAGE_BYTES,
-            }));
-        }
-        Ok(bytes)
-    })
-    .await
-    .map_err(|e| ToolError::Internal(format!("the read task failed: {e}")))?
-}
-
 async fn write_image_metadata(
     cx: ToolContext,
     params: WriteParams,
@@ -182,9 +147,8 @@ async fn write_image_metadata(
     }
     let json = provenance::validate_metadata(&params.metadata).map_err(|e| refuse(e, &raw))?;
     // The file must exist, and be both readable and writable under the policy.
-    let existing = cx.app.paths().existing_file(&raw)?;
     let target = cx.app.paths().writable_file(&raw)?;
-    let bytes = read_bounded(&raw, existing).await?;
+    let bytes = cx.app.paths().read_capped(&raw, MAX_IMAGE_BYTES).await?;
     let replaced_previous = matches!(
         provenance::read_texts(&bytes),
         Ok((Format::Png, texts)) if texts.contains_key(CHUNK_KEY)
@@ -216,7 +180,7 @@ struct Inspected {
 
 async fn inspect(cx: &ToolContext, raw: &str) -> Result<Inspected, ToolError> {
     let path = cx.app.paths().existing_file(raw)?;
-    let bytes = read_bounded(raw, path.clone()).await?;
+    let bytes = cx.app.paths().read_capped(raw, MAX_IMAGE_BYTES).await?;
     let (format, texts) = provenance::read_texts(&bytes).map_err(|e| refuse(e, raw))?;
     let ours = match texts.get(CHUNK_KEY) {
         None => Ok(None),

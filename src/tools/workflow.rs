@@ -211,7 +211,7 @@ async fn load_given(cx: &ToolContext, given: Given) -> Result<(Loaded, Source), 
 
 /// Loads without asking ComfyUI first; only a UI-only document, which needs the node list,
 /// makes it ask.
-async fn load_with_index<F>(cx: &ToolContext, load: F) -> Result<Loaded, load::LoadError>
+pub(crate) async fn load_with_index<F>(cx: &ToolContext, load: F) -> Result<Loaded, load::LoadError>
 where
     F: Fn(Option<&NodeIndex>) -> Result<Loaded, load::LoadError>,
 {
