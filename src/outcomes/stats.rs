@@ -525,10 +525,13 @@ pub fn recommendations(rows: &[Row], scope: Scope<'_>, current: Current<'_>) -> 
                     value: Some(stats.best_value.clone()),
                 });
             }
-            for value in &stats.values {
-                if value.uses >= 2 && value.avg_quality.is_some_and(|q| q < POOR_QUALITY) {
-                    avoid.push(format!("{name} = {}", value.value));
-                }
+        }
+    }
+    // Poor values are worth knowing whatever the current settings hold.
+    for (name, stats) in &params {
+        for value in &stats.values {
+            if value.uses >= 2 && value.avg_quality.is_some_and(|q| q < POOR_QUALITY) {
+                avoid.push(format!("{name} = {}", value.value));
             }
         }
     }
@@ -917,6 +920,17 @@ mod tests {
                 Some(0.2),
                 &[
                     ("cfg", Param::Num(12.0)),
+                    ("sampler", Param::Text("euler".into())),
+                ],
+            ),
+            row(
+                4,
+                "s",
+                now,
+                "A",
+                Some(0.1),
+                &[
+                    ("cfg", Param::Num(11.0)),
                     ("sampler", Param::Text("euler".into())),
                 ],
             ),
