@@ -8,8 +8,10 @@ use tokio_util::task::TaskTracker;
 use crate::catalog::Catalog;
 use crate::comfy::Comfy;
 use crate::comfy::discovery::{Host, Install, discover_install};
-use crate::config::Config;
+use crate::config::{Config, ENV_DISABLED_TOOLS, ENV_PRE_APPROVE, ToolSettings};
+use crate::error::ConfigError;
 use crate::error::StartupError;
+use crate::events::ChangeFeed;
 use crate::gpu::{GpuProbe, HardwareProfile};
 use crate::install::InstallIndex;
 use crate::outcomes::store::OutcomeStore;
@@ -26,7 +28,8 @@ pub struct AppState {
     shared: Arc<Shared>,
 }
 
-/// Read-only after start-up, so no lock is needed; mutable state lives in sessions.
+/// Read-only after start-up, except for the few things an operator or a run changes while
+/// the server runs (the tool settings, the change feed, the tasks); each has its own lock.
 #[derive(Debug)]
 struct Shared {
     config: Config,
@@ -56,6 +59,12 @@ struct Shared {
     metrics: Metrics,
     /// Every running tool call, so a shutdown can wait for them.
     in_flight: TaskTracker,
+    /// New outputs and tool-set changes, for clients' notifications.
+    changes: ChangeFeed,
+    /// The tools on offer and the pre-approved ones; replaced on SIGHUP.
+    tool_view: std::sync::RwLock<Arc<ToolView>>,
+    /// Tool calls run as tasks (MCP tasks extension), shared by every connection.
+    tasks: crate::mcp::tasks::ToolTasks,
     /// Numbers sessions for logs.
     sessions_started: AtomicU64,
     /// Whether the validators' background compile has been started.
@@ -144,6 +153,7 @@ impl AppState {
         let gpu = GpuProbe::new(config.gpu_metrics);
         let install_index = InstallIndex::new(install.clone(), Host::current());
         let web = Web::new(&config.web).map_err(StartupError::WebSetup)?;
+        let tool_view = ToolView::new(&registry, config.tools.clone())?;
         let shared = Arc::new(Shared {
             config,
             paths,
@@ -160,6 +170,9 @@ impl AppState {
             registry,
             metrics,
             in_flight: TaskTracker::new(),
+            changes: ChangeFeed::default(),
+            tool_view: std::sync::RwLock::new(Arc::new(tool_view)),
+            tasks: crate::mcp::tasks::ToolTasks::default(),
             sessions_started: AtomicU64::new(0),
             warm_up_started: AtomicBool::new(false),
         });
@@ -243,6 +256,51 @@ impl AppState {
         self.shared.gauges()
     }
 
+    /// New outputs and tool-set changes (see [`crate::events`]).
+    pub fn changes(&self) -> &ChangeFeed {
+        &self.shared.changes
+    }
+
+    /// The tools on offer now and the operator's approvals.
+    pub fn tool_view(&self) -> Arc<ToolView> {
+        Arc::clone(
+            &self
+                .shared
+                .tool_view
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// A tool on offer (a disabled one is not).
+    pub fn tool(&self, name: &str) -> Option<&crate::registry::ToolSpec> {
+        let spec = self.registry().get(name)?;
+        (!self.tool_view().is_disabled(name)).then_some(spec)
+    }
+
+    /// Applies new tool settings (SIGHUP re-reads them); clients hear of a changed tool
+    /// set. Unknown tool names are refused and nothing changes.
+    pub fn apply_tool_settings(&self, settings: ToolSettings) -> Result<bool, ConfigError> {
+        let view = ToolView::new(self.registry(), settings)?;
+        let mut current = self
+            .shared
+            .tool_view
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tools_changed = current.settings.disabled != view.settings.disabled;
+        *current = Arc::new(view);
+        drop(current);
+        if tools_changed {
+            self.changes().publish(crate::events::Change::ToolsChanged);
+        }
+        Ok(tools_changed)
+    }
+
+    /// Tool calls running as tasks, which a client polls or cancels.
+    pub fn tasks(&self) -> &crate::mcp::tasks::ToolTasks {
+        &self.shared.tasks
+    }
+
     pub fn in_flight(&self) -> &TaskTracker {
         &self.shared.in_flight
     }
@@ -293,4 +351,71 @@ fn find_install(config: &Config) -> Option<Install> {
         ),
     }
     discovery.install
+}
+
+/// The tools on offer (the registry less the disabled ones) and the operator's settings.
+#[derive(Debug)]
+pub struct ToolView {
+    pub settings: ToolSettings,
+    listed: Arc<[rmcp::model::Tool]>,
+}
+
+impl ToolView {
+    fn new(registry: &Registry, settings: ToolSettings) -> Result<Self, ConfigError> {
+        for (setting, names) in [
+            (ENV_DISABLED_TOOLS, &settings.disabled),
+            (ENV_PRE_APPROVE, &settings.pre_approved),
+        ] {
+            if let Some(unknown) = names
+                .iter()
+                .find(|name| name.as_str() != "*" && registry.get(name).is_none())
+            {
+                let suggestion = registry
+                    .tools()
+                    .iter()
+                    .map(|tool| tool.name.as_ref())
+                    .min_by_key(|known| {
+                        crate::comfy::nodes::bounded_distance(unknown, known, 64).unwrap_or(64)
+                    })
+                    .unwrap_or_default();
+                return Err(ConfigError::new(
+                    setting,
+                    names.join(","),
+                    format!("and {unknown} is not one of this server's tools"),
+                    format!(
+                        "List tool names separated by commas (did you mean {suggestion}?); `comfyui-agent tools` lists them."
+                    ),
+                ));
+            }
+        }
+        let listed: Arc<[rmcp::model::Tool]> = if settings.disabled.is_empty() {
+            Arc::clone(registry.tools())
+        } else {
+            registry
+                .tools()
+                .iter()
+                .filter(|tool| {
+                    !settings
+                        .disabled
+                        .iter()
+                        .any(|name| name == tool.name.as_ref())
+                })
+                .cloned()
+                .collect()
+        };
+        Ok(Self { settings, listed })
+    }
+
+    /// The tools `tools/list` shows.
+    pub fn listed(&self) -> &Arc<[rmcp::model::Tool]> {
+        &self.listed
+    }
+
+    pub fn is_disabled(&self, tool: &str) -> bool {
+        self.settings.disabled.iter().any(|name| name == tool)
+    }
+
+    pub fn is_pre_approved(&self, tool: &str) -> bool {
+        self.settings.is_pre_approved(tool)
+    }
 }

@@ -37,6 +37,8 @@ pub const ENV_IMAGE_MAX_SIDE: &str = "COMFYUI_AGENT_IMAGE_MAX_SIDE";
 pub const ENV_IMAGE_MAX_KB: &str = "COMFYUI_AGENT_IMAGE_MAX_KB";
 pub const ENV_IMAGE_MAX_INLINE: &str = "COMFYUI_AGENT_IMAGE_MAX_INLINE";
 pub const ENV_GPU_METRICS: &str = "COMFYUI_AGENT_GPU_METRICS";
+pub const ENV_PRE_APPROVE: &str = "COMFYUI_AGENT_PRE_APPROVE";
+pub const ENV_DISABLED_TOOLS: &str = "COMFYUI_AGENT_DISABLED_TOOLS";
 pub const ENV_OFFLINE: &str = "COMFYUI_AGENT_OFFLINE";
 pub const ENV_REGISTRY_URL: &str = "COMFYUI_AGENT_REGISTRY_URL";
 pub const ENV_CIVITAI_URL: &str = "COMFYUI_AGENT_CIVITAI_URL";
@@ -158,6 +160,49 @@ pub struct Config {
     pub gpu_metrics: bool,
     /// The public web sources (registry, CivitAI, Hugging Face, GitHub).
     pub web: WebConfig,
+    /// Which tools are pre-approved or turned off.
+    pub tools: ToolSettings,
+}
+
+/// The operator's say over the tools.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolSettings {
+    /// Tools that may overwrite, delete or spend without asking the user first
+    /// (`COMFYUI_AGENT_PRE_APPROVE`; `*` for all).
+    pub pre_approved: Vec<String>,
+    /// Tools this server does not offer (`COMFYUI_AGENT_DISABLED_TOOLS`). Re-read from `.env`
+    /// on SIGHUP, and clients are told the tool list changed.
+    pub disabled: Vec<String>,
+}
+
+impl ToolSettings {
+    /// Reads both lists (comma-separated tool names) from `env`.
+    pub fn from_env(env: &Env) -> Self {
+        let list = |key: &str| -> Vec<String> {
+            let mut names: Vec<String> = env
+                .get(key)
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .map(String::from)
+                .collect();
+            names.sort();
+            names.dedup();
+            names
+        };
+        Self {
+            pre_approved: list(ENV_PRE_APPROVE),
+            disabled: list(ENV_DISABLED_TOOLS),
+        }
+    }
+
+    /// Whether the operator approved `tool` in advance.
+    pub fn is_pre_approved(&self, tool: &str) -> bool {
+        self.pre_approved
+            .iter()
+            .any(|name| name == "*" || name == tool)
+    }
 }
 
 /// How the web sources are reached.
@@ -298,6 +343,7 @@ impl Config {
         let images = image_budget(env)?;
         let gpu_metrics = switch(env, ENV_GPU_METRICS, false)?;
         let web = web_config(env)?;
+        let tools = ToolSettings::from_env(env);
         // HTTP settings are checked only when serving HTTP; stdio needs just the size limit.
         let http = match serve {
             Some(args) => {
@@ -322,6 +368,7 @@ impl Config {
             images,
             gpu_metrics,
             web,
+            tools,
         })
     }
 
@@ -346,6 +393,7 @@ impl Config {
             images: ImageBudget::default(),
             gpu_metrics: false,
             web: WebConfig::default(),
+            tools: ToolSettings::default(),
         }
     }
 }

@@ -122,6 +122,13 @@ pub enum ToolError {
     Web(#[from] crate::web::WebError),
     #[error("the call was cancelled")]
     Cancelled,
+    /// The call can finish only once the user answers a question (2026-07-28 clients get
+    /// an `input_required` result and retry with the answer).
+    #[error("this call needs your answer before it can go on")]
+    NeedsInput {
+        key: String,
+        request: Box<rmcp::model::InputRequest>,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -147,6 +154,7 @@ impl ToolError {
             Self::Comfy(error) => error.kind(),
             Self::Web(error) => error.kind(),
             Self::Cancelled => "cancelled",
+            Self::NeedsInput { .. } => "input_required",
             Self::Internal(_) => "internal",
         }
     }
@@ -190,6 +198,9 @@ impl ToolError {
             }
             Self::Cancelled => {
                 "The call was stopped before it finished; call the tool again if you still need it."
+            }
+            Self::NeedsInput { .. } => {
+                "Answer the question your client shows, then the call goes on."
             }
             Self::Internal(_) => {
                 "This is a bug in comfyui-agent; the server keeps running. Please report it with the server log."

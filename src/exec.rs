@@ -216,6 +216,40 @@ fn stream_config() -> StreamConfig {
 }
 
 /// Queues `workflow` (API format) and follows it for at most `wait`.
+/// Asks the user before running workflows with ComfyUI's paid API nodes (their
+/// `api_node` flag in the node list), naming them. Without the node list there is nothing
+/// to check against; ComfyUI would refuse the workflow then anyway.
+pub async fn confirm_paid_nodes(
+    cx: &ToolContext,
+    client: &Arc<Client>,
+    workflows: &[Value],
+) -> Result<(), ToolError> {
+    let Ok(index) = client.nodes(false).await else {
+        return Ok(());
+    };
+    let mut paid: Vec<&str> = workflows
+        .iter()
+        .filter_map(Value::as_object)
+        .flat_map(|nodes| nodes.values())
+        .filter_map(|node| node.get("class_type")?.as_str())
+        .filter(|class| index.get(class).is_some_and(|node| node.api_node))
+        .collect();
+    paid.sort_unstable();
+    paid.dedup();
+    if paid.is_empty() {
+        return Ok(());
+    }
+    cx.confirm(crate::mcp::consent::Consent::new(
+        format!(
+            "Run paid API node{} {}?",
+            if paid.len() == 1 { "" } else { "s" },
+            paid.join(", ")
+        ),
+        "They call an online service that bills your Comfy account for each run.",
+    ))
+    .await
+}
+
 pub async fn run(
     cx: &ToolContext,
     client: &Arc<Client>,
@@ -386,6 +420,20 @@ pub async fn run(
     } else {
         RunStatus::Complete
     };
+    let files: Vec<(String, String, String)> = outputs
+        .iter()
+        .filter_map(|output| {
+            let filename = output.filename.as_deref()?;
+            let folder = output.folder_type.as_deref().unwrap_or("output");
+            let subfolder = output.subfolder.as_deref().unwrap_or("");
+            Some((
+                crate::tools::execution::output_uri(folder, subfolder, filename),
+                folder.to_string(),
+                filename.to_string(),
+            ))
+        })
+        .collect();
+    cx.app.changes().outputs_produced(&prompt_id, files);
     let node_timing = slowest(&follow.timings);
     let message = match status {
         RunStatus::Complete => format!(

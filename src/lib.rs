@@ -10,6 +10,7 @@ pub mod comfy;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod events;
 pub mod exec;
 pub mod fsutil;
 pub mod git;
@@ -60,6 +61,9 @@ pub async fn run_with_env(
     }
     let config = Config::resolve(&cli, env)?;
     let app = AppState::with_meter(config, meter)?;
+    if matches!(cli.command, Command::Mcp | Command::Serve(_)) {
+        reload_tool_settings_on_hangup(app.clone());
+    }
     match cli.command {
         Command::Mcp => transport::stdio::serve(app, shutdown_on_signal()).await,
         Command::Serve(_) => {
@@ -71,6 +75,45 @@ pub async fn run_with_env(
         Command::Healthcheck(_) => Ok(()),
     }
 }
+
+/// On SIGHUP, re-reads the tool settings (`COMFYUI_AGENT_DISABLED_TOOLS`,
+/// `COMFYUI_AGENT_PRE_APPROVE`) from the environment and `.env`, and tells connected clients
+/// when the tool set changed. A bad list is logged and the old settings stay.
+#[cfg(unix)]
+fn reload_tool_settings_on_hangup(app: AppState) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP; tool settings apply at start-up only");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            let env = match config::Env::from_process_and_dotenv(std::path::Path::new(".env")) {
+                Ok(env) => env,
+                Err(error) => {
+                    tracing::warn!(%error, "SIGHUP: could not read the settings; nothing changed");
+                    continue;
+                }
+            };
+            match app.apply_tool_settings(config::ToolSettings::from_env(&env)) {
+                Ok(changed) => tracing::info!(
+                    tools_changed = changed,
+                    offered = app.tool_view().listed().len(),
+                    "SIGHUP: tool settings reloaded"
+                ),
+                Err(error) => {
+                    tracing::warn!(%error, "SIGHUP: tool settings refused; nothing changed")
+                }
+            }
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn reload_tool_settings_on_hangup(_app: AppState) {}
 
 /// A token cancelled on SIGTERM or Ctrl-C (Ctrl-Break and console close on Windows). A
 /// second signal exits at once.

@@ -9,14 +9,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, ContentBlock, ErrorData, Implementation,
-    InitializeRequestParams, InitializeResult, ListResourceTemplatesResult, ListResourcesResult,
+    CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, ContentBlock,
+    ErrorData, GetPromptRequestParams, GetPromptResponse, Implementation, InitializeRequestParams,
+    InitializeResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
     ListToolsResult, LoggingMessageNotificationParam, PaginatedRequestParams,
     ProgressNotificationParam, ProgressToken, ReadResourceRequestParams, ReadResourceResponse,
-    ReadResourceResult, ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig,
-    SetLevelRequestParams, Tool,
+    ReadResourceResult, ResourceContents, ServerCapabilities, ServerConfig, SetLevelRequestParams,
+    SubscribeRequestParams, SubscriptionFilter, Tool, UnsubscribeRequestParams,
 };
-use rmcp::service::{NotificationContext, Peer, RequestContext};
+use rmcp::service::{NotificationContext, Peer, RequestContext, SubscriptionContext};
 use rmcp::{RoleServer, ServerHandler};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +31,13 @@ use crate::telemetry::metrics::{ConnectionGuard, McpMethod};
 
 pub use rmcp::model::LoggingLevel;
 
+pub mod complete;
+pub mod consent;
+pub mod prompts;
+pub mod resources;
 mod span;
+mod subscriptions;
+pub mod tasks;
 use span::Target;
 
 /// The largest file `resources/read` returns (base64 grows it by a third on the wire).
@@ -64,6 +71,8 @@ pub struct McpServer {
     /// Counts this connection in the sessions gauge from `initialize` until the last copy
     /// of this handler (the session) is dropped.
     connection: Arc<std::sync::OnceLock<ConnectionGuard>>,
+    /// Its resource subscriptions; they stop when the last copy is dropped.
+    subscriptions: Arc<subscriptions::Subscriptions>,
 }
 
 impl McpServer {
@@ -81,6 +90,16 @@ impl McpServer {
                 "pipe"
             },
             connection: Arc::default(),
+            subscriptions: Arc::default(),
+        }
+    }
+
+    /// What this connection's requests can see of the sessions.
+    fn viewer(&self) -> resources::Viewer {
+        resources::Viewer {
+            app: self.app.clone(),
+            own: Arc::clone(&self.session),
+            stateless: !self.initialized.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -120,6 +139,36 @@ pub struct ToolContext {
     progress_token: Option<ProgressToken>,
     /// Content blocks (images, resource links) to send after the result's JSON.
     attachments: Arc<std::sync::Mutex<Vec<ContentBlock>>>,
+    /// The tool this call runs (empty for detached contexts).
+    pub tool: Arc<str>,
+    /// What the client can do for this call (ask the user, answers it already gave).
+    client: ClientSide,
+    /// Set when the call runs as a task: questions go through the task.
+    task: Option<TaskHandle>,
+}
+
+/// What the calling client can do, from its declared capabilities and this request.
+#[derive(Debug, Clone, Default)]
+struct ClientSide {
+    /// It declared elicitation: it can put a question to the user.
+    can_elicit: bool,
+    /// The request uses the 2026-07-28 lifecycle: questions go back as an
+    /// `input_required` result instead of a request to the client.
+    modern: bool,
+    /// Answers sent with a retried request (`inputResponses`).
+    responses: Arc<rmcp::model::InputResponses>,
+}
+
+/// The task a call runs as.
+#[derive(Clone)]
+struct TaskHandle(rmcp::task_manager::TaskContext);
+
+impl std::fmt::Debug for TaskHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("TaskHandle")
+            .field(&self.0.task_id())
+            .finish()
+    }
 }
 
 impl ToolContext {
@@ -134,12 +183,20 @@ impl ToolContext {
             log_level: None,
             progress_token: None,
             attachments: Arc::default(),
+            tool: Arc::from(""),
+            client: ClientSide::default(),
+            task: None,
         }
     }
 
     /// Tells the client how far a long call has got, if it asked (a progress token in the
     /// request). `progress` must grow from one report to the next.
     pub async fn progress(&self, progress: f64, total: Option<f64>, message: impl Into<String>) {
+        if let Some(task) = &self.task {
+            // A task's progress is its status message, which `tasks/get` returns.
+            task.0.set_status_message(message);
+            return;
+        }
         let (Some(peer), Some(token)) = (&self.peer, &self.progress_token) else {
             return;
         };
@@ -153,7 +210,7 @@ impl ToolContext {
 
     /// Whether the client asked for progress notifications on this call.
     pub fn wants_progress(&self) -> bool {
-        self.progress_token.is_some() && self.peer.is_some()
+        (self.progress_token.is_some() && self.peer.is_some()) || self.task.is_some()
     }
 
     /// Adds a content block (an image, a resource link) to the result, after its JSON.
@@ -212,6 +269,13 @@ impl ToolContext {
     }
 }
 
+/// Whether a request uses the 2026-07-28 lifecycle (no server-to-client requests).
+fn is_modern(context: &RequestContext<RoleServer>) -> bool {
+    context
+        .protocol_version()
+        .is_some_and(|v| v.as_str() >= rmcp::model::ProtocolVersion::V_2026_07_28.as_str())
+}
+
 /// Log levels in order of severity (rmcp's enum has no ordering).
 pub fn severity(level: LoggingLevel) -> u8 {
     match level {
@@ -230,8 +294,14 @@ pub fn severity(level: LoggingLevel) -> u8 {
 pub fn server_config() -> ServerConfig {
     let capabilities = ServerCapabilities::builder()
         .enable_tools()
+        .enable_tool_list_changed()
         .enable_logging()
         .enable_resources()
+        .enable_resources_subscribe()
+        .enable_resources_list_changed()
+        .enable_prompts()
+        .enable_completions()
+        .enable_tasks()
         .build();
     let mut implementation = Implementation::new("comfyui-agent", env!("CARGO_PKG_VERSION"));
     implementation.title = Some("ComfyUI Agent".into());
@@ -285,8 +355,10 @@ impl ServerHandler for McpServer {
 
     /// The handshake is done: compile the validators now, off the path of the initialize
     /// response, so the first call finds them ready.
-    async fn on_initialized(&self, _context: NotificationContext<RoleServer>) {
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
         self.app.warm_up_in_background();
+        self.subscriptions
+            .forward_list_changes(&self.viewer(), context.peer.clone());
     }
 
     async fn set_level(
@@ -316,7 +388,7 @@ impl ServerHandler for McpServer {
                 // Clients on 2026-07-28 skip initialize; listing tools is their first step instead.
                 self.app.warm_up_in_background();
                 Ok(ListToolsResult::with_all_items(
-                    self.app.registry().tools().to_vec(),
+                    self.app.tool_view().listed().to_vec(),
                 ))
             },
             Some(McpMethod::ToolsList),
@@ -333,7 +405,6 @@ impl ServerHandler for McpServer {
         .await
     }
 
-    /// Files are reached through the template below, never listed.
     async fn list_resources(
         &self,
         _request: Option<PaginatedRequestParams>,
@@ -341,10 +412,159 @@ impl ServerHandler for McpServer {
     ) -> Result<ListResourcesResult, ErrorData> {
         self.observe(
             self.span("resources/list", Target::None, &context),
-            async { Ok(ListResourcesResult::default()) },
+            async {
+                Ok(ListResourcesResult::with_all_items(
+                    self.viewer().list().await,
+                ))
+            },
             None,
         )
         .await
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.observe(
+            self.span(
+                "resources/subscribe",
+                Target::Resource(&request.uri),
+                &context,
+            ),
+            async {
+                self.subscriptions
+                    .subscribe(&self.viewer(), &request.uri, context.peer.clone())
+            },
+            None,
+        )
+        .await
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.observe(
+            self.span(
+                "resources/unsubscribe",
+                Target::Resource(&request.uri),
+                &context,
+            ),
+            async {
+                self.subscriptions.unsubscribe(&request.uri);
+                Ok(())
+            },
+            None,
+        )
+        .await
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        self.observe(
+            self.span("prompts/list", Target::None, &context),
+            async { Ok(ListPromptsResult::with_all_items(prompts::list())) },
+            None,
+        )
+        .await
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        self.observe(
+            self.span("prompts/get", Target::Prompt(&request.name), &context),
+            async {
+                prompts::get(&self.viewer(), &request.name, request.arguments.as_ref())
+                    .await
+                    .map(Into::into)
+            },
+            None,
+        )
+        .await
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        self.observe(
+            self.span("completion/complete", Target::None, &context),
+            complete::complete(&self.viewer(), &request),
+            None,
+        )
+        .await
+    }
+
+    async fn get_task(
+        &self,
+        request: rmcp::model::GetTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::GetTaskResult, ErrorData> {
+        self.observe(
+            self.span("tasks/get", Target::None, &context),
+            async {
+                let task = self.app.tasks().manager().get_task(&request.task_id)?;
+                Ok(rmcp::model::GetTaskResult::new(task))
+            },
+            None,
+        )
+        .await
+    }
+
+    async fn update_task(
+        &self,
+        request: rmcp::model::UpdateTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.observe(
+            self.span("tasks/update", Target::None, &context),
+            async {
+                self.app
+                    .tasks()
+                    .manager()
+                    .update_task(&request.task_id, request.input_responses)
+            },
+            None,
+        )
+        .await
+    }
+
+    async fn cancel_task(
+        &self,
+        request: rmcp::model::CancelTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.observe(
+            self.span("tasks/cancel", Target::None, &context),
+            async { self.app.tasks().manager().cancel_task(&request.task_id) },
+            None,
+        )
+        .await
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        Some(subscriptions::accepted_filter(requested))
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let ended = context.request_context().ct.clone();
+        let accepted = context.accepted().clone();
+        let sink = context.sink().clone();
+        subscriptions::listen(self.viewer(), accepted, sink, ended).await;
+        Ok(())
     }
 
     async fn list_resource_templates(
@@ -355,13 +575,9 @@ impl ServerHandler for McpServer {
         self.observe(
             self.span("resources/templates/list", Target::None, &context),
             async {
-                Ok(ListResourceTemplatesResult::with_all_items(vec![
-                    ResourceTemplate::new("comfyui://output/{type}/{+path}", "ComfyUI file")
-                        .with_description(
-                            "A file in ComfyUI's output, temp or input folder, full size (the \
-                             links execution results carry).",
-                        ),
-                ]))
+                Ok(ListResourceTemplatesResult::with_all_items(
+                    resources::templates(),
+                ))
             },
             Some(McpMethod::ResourceTemplatesList),
         )
@@ -375,17 +591,14 @@ impl ServerHandler for McpServer {
     ) -> Result<ReadResourceResponse, ErrorData> {
         self.observe(
             self.span("resources/read", Target::Resource(&request.uri), &context),
-            self.read_output(request),
+            self.read(request),
             Some(McpMethod::ResourcesRead),
         )
         .await
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.app
-            .registry()
-            .get(name)
-            .map(|spec| spec.tool().clone())
+        self.app.tool(name).map(|spec| spec.tool().clone())
     }
 
     async fn call_tool(
@@ -424,19 +637,27 @@ impl McpServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let registry = self.app.registry();
-        let Some(spec) = registry.get(&request.name) else {
+        let Some(spec) = self.app.tool(&request.name) else {
             self.app.metrics().record_tool_call(
                 &request.name,
                 std::time::Duration::ZERO,
                 Some("unknown_tool"),
             );
-            return Err(ErrorData::invalid_params(
+            let message = if self.app.registry().get(&request.name).is_some() {
+                format!(
+                    "The tool {:?} is turned off on this server (COMFYUI_AGENT_DISABLED_TOOLS). \
+                     Ask the operator to turn it on, or use another tool from tools/list.",
+                    request.name
+                )
+            } else {
                 format!(
                     "Unknown tool {:?}. Call tools/list to see the {} tools this server offers.",
                     request.name,
-                    registry.len()
-                ),
+                    self.app.tool_view().listed().len()
+                )
+            };
+            return Err(ErrorData::invalid_params(
+                message,
                 Some(json!({ "tool": request.name })),
             ));
         };
@@ -444,6 +665,7 @@ impl McpServer {
             .meta
             .log_level()
             .or_else(|| self.session.log_level());
+        let capabilities = context.client_capabilities().unwrap_or_default();
         let cx = ToolContext {
             app: self.app.clone(),
             session: Arc::clone(&self.session),
@@ -453,7 +675,17 @@ impl McpServer {
             log_level,
             progress_token: context.meta.get_progress_token(),
             attachments: Arc::default(),
+            tool: Arc::from(request.name.as_ref()),
+            client: ClientSide {
+                can_elicit: capabilities.elicitation.is_some(),
+                modern: is_modern(&context),
+                responses: Arc::new(request.input_responses.clone().unwrap_or_default()),
+            },
+            task: None,
         };
+        if capabilities.supports_tasks() && tasks::TASK_TOOLS.contains(&spec.tool().name.as_ref()) {
+            return Ok(tasks::start(spec, cx, request.arguments));
+        }
         let started = Instant::now();
         let running = self
             .app
@@ -491,6 +723,13 @@ impl McpServer {
                 .await;
             }
         }
+        if let Err(ToolError::NeedsInput { key, request }) = outcome {
+            let mut requests = rmcp::model::InputRequests::new();
+            requests.insert(key, *request);
+            return Ok(CallToolResponse::InputRequired(
+                rmcp::model::InputRequiredResult::from_input_requests(requests),
+            ));
+        }
         let succeeded = outcome.is_ok();
         let mut result = into_call_result(outcome);
         if succeeded {
@@ -499,22 +738,41 @@ impl McpServer {
         Ok(result.into())
     }
 
-    /// `resources/read`: a ComfyUI file named by a `comfyui://output/…` link.
-    async fn read_output(
+    /// `resources/read`: ComfyUI's files here, everything else in `resources.rs`.
+    async fn read(
         &self,
         request: ReadResourceRequestParams,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        use base64::Engine as _;
         let uri = request.uri;
-        let not_found =
-            |why: String| ErrorData::resource_not_found(why, Some(json!({ "uri": uri.clone() })));
-        let Some((folder, subfolder, filename)) = crate::tools::execution::parse_output_uri(&uri)
-        else {
-            return Err(not_found(format!(
-                "There is no resource {uri}. This server serves ComfyUI's files as \
-                 comfyui://output/{{output|temp|input}}/{{path}}, the links its tools return."
-            )));
-        };
+        match resources::Uri::parse(&uri) {
+            Some(resources::Uri::Output(folder, subfolder, filename)) => {
+                self.read_output(uri, folder, subfolder, filename).await
+            }
+            Some(parsed) => {
+                let contents = self.viewer().read(&uri, parsed).await?;
+                Ok(ReadResourceResult::new(vec![contents]).into())
+            }
+            None => Err(resources::not_found(
+                &uri,
+                format!(
+                    "There is no resource {uri}. resources/list and resources/templates/list \
+                     show what this server offers (comfyui://session/…, nodes/…, models/…, \
+                     templates/…, knowledge/…, output/…)."
+                ),
+            )),
+        }
+    }
+
+    /// A ComfyUI file named by a `comfyui://output/…` link, full size up to the cap.
+    async fn read_output(
+        &self,
+        uri: String,
+        folder: String,
+        subfolder: String,
+        filename: String,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        use base64::Engine as _;
+        let not_found = |why: String| resources::not_found(&uri, why);
         let client = self.app.comfy().client().await;
         match client
             .view(&filename, Some(&subfolder), Some(&folder))
@@ -532,11 +790,17 @@ impl McpServer {
                 ))
             }
             Ok(viewed) => {
-                let mime = viewed
-                    .content_type
-                    .clone()
-                    .or_else(|| crate::images::sniff_mime(&viewed.bytes).map(String::from))
-                    .unwrap_or_else(|| "application/octet-stream".into());
+                // The bytes say best what an image is; then ComfyUI's header unless it is
+                // the generic one; then the file name (videos, audio).
+                let mime = crate::images::sniff_mime(&viewed.bytes)
+                    .map(String::from)
+                    .or_else(|| {
+                        viewed
+                            .content_type
+                            .clone()
+                            .filter(|t| !t.starts_with("application/octet-stream"))
+                    })
+                    .unwrap_or_else(|| resources::mime_from_name(&filename).to_string());
                 let blob = base64::engine::general_purpose::STANDARD.encode(&viewed.bytes);
                 Ok(ReadResourceResult::new(vec![
                     ResourceContents::blob(blob, uri.clone()).with_mime_type(mime),

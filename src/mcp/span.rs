@@ -12,9 +12,9 @@ use tracing::{Instrument as _, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::telemetry::names::{
-    ERROR_TYPE, GEN_AI_OPERATION_NAME, GEN_AI_TOOL_NAME, JSONRPC_REQUEST_ID, MCP_METHOD_NAME,
-    MCP_PROTOCOL_VERSION, MCP_RESOURCE_URI, MCP_SESSION_ID, NETWORK_TRANSPORT, OTEL_KIND,
-    OTEL_NAME, OTEL_STATUS_CODE, RPC_RESPONSE_STATUS_CODE, SPAN_MCP_REQUEST,
+    ERROR_TYPE, GEN_AI_OPERATION_NAME, GEN_AI_PROMPT_NAME, GEN_AI_TOOL_NAME, JSONRPC_REQUEST_ID,
+    MCP_METHOD_NAME, MCP_PROTOCOL_VERSION, MCP_RESOURCE_URI, MCP_SESSION_ID, NETWORK_TRANSPORT,
+    OTEL_KIND, OTEL_NAME, OTEL_STATUS_CODE, RPC_RESPONSE_STATUS_CODE, SPAN_MCP_REQUEST,
 };
 
 /// The request's span, and whether it already names its session.
@@ -30,6 +30,7 @@ pub(super) enum Target<'a> {
     None,
     Tool(&'a str),
     Resource(&'a str),
+    Prompt(&'a str),
 }
 
 /// Opens the span for one request. Every request is a root (or a child of the client's
@@ -51,6 +52,7 @@ pub(super) fn request(
         { GEN_AI_TOOL_NAME } = Empty,
         { GEN_AI_OPERATION_NAME } = Empty,
         { MCP_RESOURCE_URI } = Empty,
+        { GEN_AI_PROMPT_NAME } = Empty,
         { MCP_SESSION_ID } = Empty,
         { JSONRPC_REQUEST_ID } = %context.id,
         { NETWORK_TRANSPORT } = network,
@@ -74,6 +76,10 @@ pub(super) fn request(
         // URIs are unbounded: an attribute, not part of the name.
         Target::Resource(uri) => {
             span.record(MCP_RESOURCE_URI, uri);
+        }
+        // Prompt names come from the client: an attribute too.
+        Target::Prompt(name) => {
+            span.record(GEN_AI_PROMPT_NAME, name);
         }
         Target::None => {}
     }

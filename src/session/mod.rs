@@ -13,13 +13,15 @@ use tokio::time::Instant;
 
 use rmcp::model::LoggingLevel;
 
+use crate::workflow::edit::EditState;
+
 #[derive(Debug, Default)]
 pub struct Session {
     /// The level set by `logging/setLevel`; `None` means the client asked for no logs.
     log_level: Mutex<Option<LoggingLevel>>,
     /// The workflow under edit, with its base and undo history. Held across a tool's whole
     /// edit, so two calls in one session apply in order.
-    pub workflow: tokio::sync::Mutex<Option<crate::workflow::edit::EditState>>,
+    pub workflow: WorkflowSlot,
     /// The name this session's memory (plan, intent, iterations, outcomes…) is kept under
     /// on disk. Unset means [`DEFAULT_NAME`]: stdio (one client per process, so its plan
     /// survives a restart of the client) and detached contexts. HTTP and SSE connections
@@ -49,6 +51,90 @@ impl Session {
     /// Names this session's memory, once; later calls keep the first name.
     pub fn set_scope(&self, scope: store::SessionName) {
         let _ = self.scope.set(scope);
+    }
+}
+
+/// A session's workflow behind a lock that tells watchers (resource subscriptions) when
+/// it really changed: a patch, an undo, a reset, or a new workflow loaded in its place.
+#[derive(Debug)]
+pub struct WorkflowSlot {
+    state: tokio::sync::Mutex<Option<EditState>>,
+    /// Bumped once per guard that changed the workflow.
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for WorkflowSlot {
+    fn default() -> Self {
+        Self {
+            state: tokio::sync::Mutex::default(),
+            changes: tokio::sync::watch::Sender::new(0),
+        }
+    }
+}
+
+impl WorkflowSlot {
+    /// Waits for the workflow; other calls on this session wait until the guard drops.
+    pub async fn lock(&self) -> WorkflowGuard<'_> {
+        let guard = self.state.lock().await;
+        let before = guard.as_ref().map(EditState::revision);
+        WorkflowGuard {
+            guard,
+            before,
+            replaced: false,
+            changes: &self.changes,
+        }
+    }
+
+    /// A receiver that sees a new value after each change.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+}
+
+/// The locked workflow. Reads go through `Deref`; changes through [`Self::as_mut`],
+/// [`Self::set`] and [`Self::take`], so that none goes unnoticed.
+#[derive(Debug)]
+pub struct WorkflowGuard<'a> {
+    guard: tokio::sync::MutexGuard<'a, Option<EditState>>,
+    before: Option<u64>,
+    replaced: bool,
+    changes: &'a tokio::sync::watch::Sender<u64>,
+}
+
+impl WorkflowGuard<'_> {
+    /// The workflow to edit in place, if there is one.
+    pub fn as_mut(&mut self) -> Option<&mut EditState> {
+        self.guard.as_mut()
+    }
+
+    /// Puts a newly loaded workflow in place of the current one.
+    pub fn set(&mut self, state: EditState) {
+        *self.guard = Some(state);
+        self.replaced = true;
+    }
+
+    /// Removes the workflow.
+    pub fn take(&mut self) -> Option<EditState> {
+        let taken = self.guard.take();
+        self.replaced |= taken.is_some();
+        taken
+    }
+}
+
+impl std::ops::Deref for WorkflowGuard<'_> {
+    type Target = Option<EditState>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.guard
+    }
+}
+
+impl Drop for WorkflowGuard<'_> {
+    fn drop(&mut self) {
+        let after = self.guard.as_ref().map(EditState::revision);
+        if self.replaced || after != self.before {
+            self.changes.send_modify(|revision| *revision += 1);
+        }
     }
 }
 
@@ -88,6 +174,27 @@ impl NamedSessions {
         });
         entry.1 = now;
         std::sync::Arc::clone(&entry.0)
+    }
+
+    /// The session called `name` if it is in memory, without creating it.
+    pub fn peek(&self, name: &str) -> Option<std::sync::Arc<Session>> {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions
+            .get(name)
+            .filter(|(_, used)| used.elapsed() < self.idle)
+            .map(|(session, _)| std::sync::Arc::clone(session))
+    }
+
+    /// The names of the sessions in memory, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut names: Vec<String> = sessions
+            .iter()
+            .filter(|(_, (_, used))| used.elapsed() < self.idle)
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.sort();
+        names
     }
 
     /// How many named sessions are in memory.

@@ -34,6 +34,8 @@ pub const MCP_PROTOCOL_VERSION: &str = "mcp.protocol.version";
 pub const MCP_RESOURCE_URI: &str = "mcp.resource.uri";
 /// The tool a `tools/call` runs.
 pub const GEN_AI_TOOL_NAME: &str = "gen_ai.tool.name";
+/// The prompt a `prompts/get` asks for.
+pub const GEN_AI_PROMPT_NAME: &str = "gen_ai.prompt.name";
 /// `execute_tool` on `tools/call` spans.
 pub const GEN_AI_OPERATION_NAME: &str = "gen_ai.operation.name";
 /// The JSON-RPC request id, as text.
@@ -75,6 +77,7 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     (MCP_PROTOCOL_VERSION, "the protocol version of the request"),
     (MCP_RESOURCE_URI, "the URI a resources/read asks for"),
     (GEN_AI_TOOL_NAME, "the tool a tools/call runs"),
+    (GEN_AI_PROMPT_NAME, "the prompt a prompts/get asks for"),
     (GEN_AI_OPERATION_NAME, "execute_tool on tools/call"),
     (JSONRPC_REQUEST_ID, "the JSON-RPC request id"),
     (NETWORK_TRANSPORT, "pipe (stdio) or tcp (HTTP)"),

@@ -287,7 +287,9 @@ async fn execute(
     let workflow = resolve_workflow(cx, input).await?.workflow;
     let client = cx.app.comfy().client().await;
     let wait = Duration::from_secs(timeout_s.clamp(1, MAX_WAIT_S));
-    let run = exec::run(cx, &client, &workflow.to_api(), wait).await?;
+    let api = workflow.to_api();
+    exec::confirm_paid_nodes(cx, &client, std::slice::from_ref(&api)).await?;
+    let run = exec::run(cx, &client, &api, wait).await?;
     let (images_shown, images_not_shown) = if run.status == RunStatus::Complete {
         show_images(cx, &client, &run.outputs).await
     } else {
@@ -336,7 +338,9 @@ pub fn parse_output_uri(uri: &str) -> Option<(String, String, String)> {
     Some((folder_type, parts.join("/"), filename))
 }
 
-fn decode_segment(segment: &str) -> Option<String> {
+/// Percent-decodes one segment of a `comfyui://` URI; `None` for bad escapes, invalid UTF-8,
+/// or a decoded separator or NUL.
+pub(crate) fn decode_segment(segment: &str) -> Option<String> {
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -715,6 +719,17 @@ async fn upload_image(cx: ToolContext, params: UploadParams) -> Result<UploadRep
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "image.png".into());
     let size_bytes = bytes.len();
+    if params.overwrite == Some(true) {
+        let place = match params.subfolder.as_deref().filter(|s| !s.is_empty()) {
+            Some(subfolder) => format!("ComfyUI's input folder ({subfolder})"),
+            None => "ComfyUI's input folder".to_string(),
+        };
+        cx.confirm(crate::mcp::consent::Consent::new(
+            format!("Replace {filename} in {place} if it is already there?"),
+            "Workflows that load the old image will load this one instead.",
+        ))
+        .await?;
+    }
     let client = cx.app.comfy().client().await;
     let uploaded = client
         .upload_image(

@@ -194,6 +194,9 @@ async fn run_pipeline(cx: ToolContext, params: RunParams) -> Result<RunResult, T
     }
     let workflows = runner::validate(&cx, &pipeline).await?;
     let client = cx.app.comfy().client().await;
+    // One question for every stage's paid nodes, before anything runs.
+    let apis: Vec<serde_json::Value> = workflows.iter().map(|w| w.to_api()).collect();
+    crate::exec::confirm_paid_nodes(&cx, &client, &apis).await?;
     let options = runner::RunOptions {
         timeout_per_stage: Duration::from_secs(
             params.timeout_per_stage.unwrap_or(300).clamp(1, 3600),

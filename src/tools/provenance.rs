@@ -149,6 +149,7 @@ async fn write_image_metadata(
     // The file must exist, and be both readable and writable under the policy.
     let target = cx.app.paths().writable_file(&raw)?;
     let bytes = cx.app.paths().read_capped(&raw, MAX_IMAGE_BYTES).await?;
+    cx.confirm_overwrite(&target).await?;
     let replaced_previous = matches!(
         provenance::read_texts(&bytes),
         Ok((Format::Png, texts)) if texts.contains_key(CHUNK_KEY)

@@ -171,7 +171,7 @@ async fn load_session(
                 cx.app.config().sessions.undo_limit,
             );
             changes_from_base = state.changes_from_base();
-            *session.workflow.lock().await = Some(state);
+            session.workflow.lock().await.set(state);
             true
         }
         None => false,

@@ -505,7 +505,11 @@ async fn load_workflow(
         serde_json::to_value(&report).map_err(|error| ToolError::Internal(error.to_string()))?
     };
     let session = cx.workspace(params.session.as_deref());
-    *session.workflow.lock().await = Some(start_editing(&cx, loaded, source));
+    session
+        .workflow
+        .lock()
+        .await
+        .set(start_editing(&cx, loaded, source));
     Ok(Structured::new(report))
 }
 
@@ -726,7 +730,7 @@ async fn apply_workflow_patch(
     if let Some(what) = given(params.path, params.workflow)? {
         let (loaded, source) = load_given(&cx, what).await?;
         let state = start_editing(&cx, loaded, source);
-        *session.workflow.lock().await = Some(state);
+        session.workflow.lock().await.set(state);
     }
     with_workflow(&session, |state| {
         let applied = state.apply(&params.patches)?;
@@ -928,6 +932,7 @@ async fn save_workflow(cx: ToolContext, params: SaveParams) -> Result<SaveReport
         }
     };
     let target = cx.app.paths().writable_file(&raw)?;
+    cx.confirm_overwrite(&target).await?;
     let mut bytes = serde_json::to_vec_pretty(&doc)
         .map_err(|error| ToolError::Internal(format!("encoding the workflow: {error}")))?;
     bytes.push(b'\n');
@@ -1211,7 +1216,7 @@ async fn get_workflow_template(
     let workflow = Workflow::from_api(&doc)
         .map_err(|error| ToolError::Internal(format!("template {name}: {error}")))?;
     let session = cx.workspace(params.session.as_deref());
-    *session.workflow.lock().await = Some(EditState::new(
+    session.workflow.lock().await.set(EditState::new(
         Source::Template(info.name.clone()),
         LoadedFormat::Api,
         doc,

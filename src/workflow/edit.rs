@@ -186,6 +186,9 @@ pub struct EditState {
     current: Value,
     history: VecDeque<Undo>,
     limit: usize,
+    /// Counts the changes made here (patches, undos, resets), so watchers can tell
+    /// whether the workflow moved without comparing documents.
+    revision: u64,
 }
 
 impl EditState {
@@ -198,6 +201,7 @@ impl EditState {
             current: workflow,
             history: VecDeque::new(),
             limit: undo_limit,
+            revision: 0,
         }
     }
 
@@ -217,6 +221,7 @@ impl EditState {
             current,
             history: VecDeque::new(),
             limit: undo_limit,
+            revision: 0,
         }
     }
 
@@ -234,6 +239,11 @@ impl EditState {
         self.limit
     }
 
+    /// How many times this workflow has changed since it was loaded.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
     /// How many changes can be undone.
     pub fn undo_steps(&self) -> usize {
         self.history.len()
@@ -246,6 +256,7 @@ impl EditState {
         }
         let patched = patch::apply_in_place(&mut self.current, ops)?;
         self.remember(patched.undo);
+        self.revision += 1;
         Ok(Applied {
             changes: patched.changes,
             undo_steps: self.history.len(),
@@ -268,6 +279,7 @@ impl EditState {
     pub fn undo(&mut self) -> Result<Undone, EditError> {
         let undo = self.history.pop_back().ok_or(EditError::NothingToUndo)?;
         undo.revert(&mut self.current);
+        self.revision += 1;
         Ok(Undone {
             remaining_changes_from_base: self.changes_from_base(),
             undo_steps_remaining: self.history.len(),
@@ -278,6 +290,7 @@ impl EditState {
     pub fn reset(&mut self) {
         if let Some(base) = self.base.take() {
             self.current = base;
+            self.revision += 1;
         }
         self.history.clear();
     }
