@@ -7,12 +7,14 @@
 mod browser;
 mod cli;
 mod comfy;
+mod consent;
 mod demo;
 mod discover;
 mod events;
 mod execution;
 mod execution_client;
 mod families;
+mod features;
 mod github;
 mod gpu;
 mod http;

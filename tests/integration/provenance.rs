@@ -35,6 +35,10 @@ fn other_chunks(bytes: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
+/// Rewriting images outside the data folder asks first (tests/integration/consent.rs); these
+/// tests are about the rewriting, so the operator has approved it.
+const PRE_APPROVED: &[(&str, &str)] = &[("COMFYUI_AGENT_PRE_APPROVE", "write_image_metadata")];
+
 #[tokio::test]
 async fn metadata_round_trips_through_a_comfyui_png() {
     let fake = FakeComfy::start().await;
@@ -42,7 +46,7 @@ async fn metadata_round_trips_through_a_comfyui_png() {
     let dir = images(&scratch);
     let png = dir.join("comfyui_output.png");
     let original = std::fs::read(&png).unwrap();
-    let mut agent = agent_for(&fake, &scratch, &[]).await;
+    let mut agent = agent_for(&fake, &scratch, PRE_APPROVED).await;
     let path = png.display().to_string();
 
     let metadata = json!({
@@ -149,7 +153,7 @@ async fn comfyui_outputs_without_our_record_still_explain_themselves() {
     let fake = FakeComfy::start().await;
     let scratch = Scratch::new();
     let dir = images(&scratch);
-    let mut agent = agent_for(&fake, &scratch, &[]).await;
+    let mut agent = agent_for(&fake, &scratch, PRE_APPROVED).await;
     for (id, name, format) in [
         (1, "comfyui_output.png", "png"),
         (2, "comfyui_output.webp", "webp"),
@@ -186,7 +190,7 @@ async fn metadata_writes_refuse_what_they_must_and_leave_files_untouched() {
     let fake = FakeComfy::start().await;
     let scratch = Scratch::new();
     let dir = images(&scratch);
-    let mut agent = agent_for(&fake, &scratch, &[]).await;
+    let mut agent = agent_for(&fake, &scratch, PRE_APPROVED).await;
     let good = json!({"schema_version": 1, "timestamp": "t"});
 
     let webp = dir.join("comfyui_output.webp").display().to_string();

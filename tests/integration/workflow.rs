@@ -385,7 +385,13 @@ async fn add_and_connect_nodes_are_checked_and_undoable() {
 async fn save_writes_atomically_inside_the_roots_and_never_over_a_ui_file() {
     let fake = FakeComfy::start().await;
     let scratch = Scratch::new();
-    let mut agent = agent_for(&fake, &scratch, &[]).await;
+    // Overwriting asks first (consent.rs); this test is about the writing.
+    let mut agent = agent_for(
+        &fake,
+        &scratch,
+        &[("COMFYUI_AGENT_PRE_APPROVE", "save_workflow")],
+    )
+    .await;
     let source = scratch.path("allowed/workflows/txt2img_lora.json");
     ok(&agent
         .call_tool(1, "load_workflow", json!({"path": source}))

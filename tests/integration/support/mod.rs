@@ -133,9 +133,18 @@ impl RawStdio {
     }
 
     pub async fn initialize(&mut self) -> Value {
+        self.handshake("2025-06-18", serde_json::json!({})).await
+    }
+
+    /// The 2025-11-25 handshake, declaring `capabilities` (elicitation, tasks…).
+    pub async fn initialize_with(&mut self, capabilities: Value) -> Value {
+        self.handshake("2025-11-25", capabilities).await
+    }
+
+    async fn handshake(&mut self, version: &str, capabilities: Value) -> Value {
         self.send(&serde_json::json!({
             "jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+            "params": {"protocolVersion": version, "capabilities": capabilities,
                        "clientInfo": {"name": "raw-test", "version": "1"}}
         }))
         .await;

@@ -18,6 +18,7 @@ from conftest import HIGHLEVEL, LOWLEVEL, TOOLS, high_client, lowlevel_session, 
 pytestmark = pytest.mark.anyio
 
 INVALID_PARAMS = -32602
+RESOURCE_NOT_FOUND = -32002
 
 
 # --- checks shared by both client levels -------------------------------------------------
@@ -72,8 +73,50 @@ async def check_unknown_tool(api: Any) -> None:
     assert "no_such_tool" in str(caught.value)
 
 
+async def check_resources(api: Any) -> None:
+    listed = await api.list_resources()
+    uris = {str(resource.uri) for resource in listed.resources}
+    assert "comfyui://knowledge/comfyui-basics" in uris, uris
+    assert "comfyui://outputs/recent" in uris, uris
+    page = await api.read_resource("comfyui://knowledge/model-families")
+    assert page.contents[0].mime_type == "text/markdown"
+    assert page.contents[0].text.startswith("# ")
+    templates = await api.list_resource_templates()
+    assert "comfyui://nodes/{class}" in {t.uri_template for t in templates.resource_templates}
+    with pytest.raises(MCPError) as caught:
+        await api.read_resource("comfyui://nowhere")
+    # -32002 on sessions from initialize; -32602 from 2026-07-28 on.
+    assert caught.value.code in (RESOURCE_NOT_FOUND, INVALID_PARAMS), caught.value
+
+
+async def check_prompts(api: Any) -> None:
+    listed = await api.list_prompts()
+    names = [prompt.name for prompt in listed.prompts]
+    assert names[:2] == ["generate_image", "debug_workflow"], names
+    got = await api.get_prompt("generate_image", {"description": "a lighthouse at dusk"})
+    text = got.messages[0].content.text
+    assert "a lighthouse at dusk" in text and "validate_workflow" in text, text
+    with pytest.raises(MCPError) as caught:
+        await api.get_prompt("generate_image", {})
+    assert caught.value.code == INVALID_PARAMS
+
+
+async def check_completion(api: Any) -> None:
+    from mcp.types import PromptReference, ResourceTemplateReference
+
+    goal = await api.complete(PromptReference(type="ref/prompt", name="optimize_for_gpu"), {"name": "goal", "value": "spe"})
+    assert goal.completion.values == ["speed"], goal
+    topics = await api.complete(
+        ResourceTemplateReference(type="ref/resource", uri="comfyui://knowledge/{topic}"), {"name": "topic", "value": "trou"}
+    )
+    assert topics.completion.values == ["troubleshooting"], topics
+
+
 CHECKS = {
     "list_tools": check_tools_listed,
+    "resources": check_resources,
+    "prompts": check_prompts,
+    "completion": check_completion,
     "identify_sdxl": check_identify_sdxl,
     "bad_arguments": check_bad_arguments,
     "nothing_to_check": check_nothing_to_check,
@@ -125,3 +168,67 @@ async def test_client_legacy_mode_over_http(request: pytest.FixtureRequest, open
     async with Client(f"{open_server.base}/mcp", mode="legacy") as client:
         assert client.protocol_version == "2025-11-25"
         await check_identify_sdxl(client)
+
+
+# --- consent through elicitation ------------------------------------------------------------
+
+
+def tiny_png() -> bytes:
+    """A valid 1x1 PNG, for upload_image to read."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\xff\x00\x00")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def answering(accept: bool, asked: list[str]):
+    from mcp.types import ElicitResult
+
+    async def callback(context: Any, params: Any) -> Any:
+        asked.append(params.message)
+        if accept:
+            return ElicitResult(action="accept", content={"confirm": True})
+        return ElicitResult(action="decline")
+
+    return callback
+
+
+@pytest.mark.parametrize("level", ["lowlevel", "client"])
+@pytest.mark.parametrize("accept", [False, True])
+async def test_consent_is_asked_through_elicitation(level: str, accept: bool, stdio_params) -> None:
+    """Replacing an upload asks the user first: the low-level session answers a server
+    request (2025-11-25); the high-level client answers an input_required result
+    (2026-07-28) and retries. ComfyUI is not running, so a yes ends at "isn't answering"."""
+    from pathlib import Path
+
+    from mcp import ClientSession, Client, stdio_client
+
+    images = Path(stdio_params.cwd) / "images"
+    images.mkdir()
+    image = images / "fox.png"
+    image.write_bytes(tiny_png())
+    stdio_params.env["COMFYUI_AGENT_ALLOWED_ROOTS"] = str(images)
+    asked: list[str] = []
+    arguments = {"path": str(image), "overwrite": True}
+    callback = answering(accept, asked)
+    if level == "lowlevel":
+        async with stdio_client(stdio_params) as (read, write):
+            async with ClientSession(read, write, elicitation_callback=callback) as session:
+                await session.initialize()
+                result = await session.call_tool("upload_image", arguments)
+    else:
+        async with Client(stdio_client(stdio_params), elicitation_callback=callback) as client:
+            assert client.protocol_version == "2026-07-28"
+            result = await client.call_tool("upload_image", arguments)
+    assert len(asked) == 1 and "Replace fox.png" in asked[0], (asked, text_of(result))
+    assert result.is_error is True
+    text = text_of(result)
+    if accept:
+        assert "You said no" not in text and "ComfyUI" in text, text
+    else:
+        assert "You said no" in text, text

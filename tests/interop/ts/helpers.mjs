@@ -210,7 +210,30 @@ export async function checkUnknownTool(client) {
     );
 }
 
+export async function checkResourcesPromptsCompletion(client) {
+    const { resources } = await client.listResources();
+    assert.ok(resources.some(r => r.uri === 'comfyui://knowledge/recipes'), JSON.stringify(resources));
+    const page = await client.readResource({ uri: 'comfyui://knowledge/recipes' });
+    assert.equal(page.contents[0].mimeType, 'text/markdown');
+    const { resourceTemplates } = await client.listResourceTemplates();
+    assert.ok(resourceTemplates.some(t => t.uriTemplate === 'comfyui://session/{session}/diff'));
+    await assert.rejects(client.readResource({ uri: 'comfyui://nowhere' }), err => {
+        assert.equal(err.code, -32002);
+        return true;
+    });
+    const { prompts } = await client.listPrompts();
+    assert.ok(prompts.some(p => p.name === 'debug_workflow'));
+    const prompt = await client.getPrompt({ name: 'find_model_or_node', arguments: { need: 'a depth ControlNet' } });
+    assert.match(prompt.messages[0].content.text, /a depth ControlNet/);
+    const completed = await client.complete({
+        ref: { type: 'ref/prompt', name: 'explain_workflow' },
+        argument: { name: 'audience', value: 'b' },
+    });
+    assert.deepEqual(completed.completion.values, ['beginner']);
+}
+
 export const CHECKS = {
+    'resources, prompts and completion': checkResourcesPromptsCompletion,
     'lists both tools with closed input schemas': checkToolsListed,
     'identify_model_family(sdxl_base.safetensors) is sdxl, output schema validated': checkIdentifySdxl,
     'bad arguments give isError listing every problem': checkBadArguments,
