@@ -38,6 +38,15 @@ pub const ENV_IMAGE_MAX_KB: &str = "COMFYUI_AGENT_IMAGE_MAX_KB";
 pub const ENV_IMAGE_MAX_INLINE: &str = "COMFYUI_AGENT_IMAGE_MAX_INLINE";
 pub const ENV_GPU_METRICS: &str = "COMFYUI_AGENT_GPU_METRICS";
 pub const ENV_PRE_APPROVE: &str = "COMFYUI_AGENT_PRE_APPROVE";
+pub const ENV_MODEL_URL: &str = "COMFYUI_AGENT_MODEL_URL";
+pub const ENV_MODEL_NAME: &str = "COMFYUI_AGENT_MODEL_NAME";
+pub const ENV_MODEL_API_KEY: &str = "COMFYUI_AGENT_MODEL_API_KEY";
+pub const ENV_ANTHROPIC_API_KEY: &str = "ANTHROPIC_API_KEY";
+pub const ENV_ANTHROPIC_MODEL: &str = "COMFYUI_AGENT_ANTHROPIC_MODEL";
+pub const ENV_ANTHROPIC_URL: &str = "COMFYUI_AGENT_ANTHROPIC_URL";
+
+/// The Anthropic model asked when none is named.
+pub const DEFAULT_ANTHROPIC_MODEL: &str = "claude-sonnet-4-5";
 pub const ENV_DISABLED_TOOLS: &str = "COMFYUI_AGENT_DISABLED_TOOLS";
 pub const ENV_OFFLINE: &str = "COMFYUI_AGENT_OFFLINE";
 pub const ENV_REGISTRY_URL: &str = "COMFYUI_AGENT_REGISTRY_URL";
@@ -162,6 +171,91 @@ pub struct Config {
     pub web: WebConfig,
     /// Which tools are pre-approved or turned off.
     pub tools: ToolSettings,
+    /// The model asked when the client can't lend its own (MCP sampling).
+    pub model: Option<ModelProvider>,
+}
+
+/// A model provider for clients that can't sample.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelProvider {
+    pub kind: ProviderKind,
+    /// The API's base address (`…/v1/` for OpenAI-compatible ones).
+    pub url: Url,
+    pub model: String,
+    pub api_key: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// `POST {url}chat/completions` with image_url parts (Ollama, vLLM, LM Studio, OpenAI…).
+    OpenaiCompatible,
+    /// `POST {url}v1/messages`.
+    Anthropic,
+}
+
+impl ModelProvider {
+    /// How an artist would name it: `llava at localhost:11434`.
+    pub fn label(&self) -> String {
+        format!(
+            "{} ({})",
+            self.model,
+            match self.kind {
+                ProviderKind::OpenaiCompatible => "OpenAI-compatible",
+                ProviderKind::Anthropic => "Anthropic",
+            }
+        )
+    }
+}
+
+/// The OpenAI-compatible endpoint when one is set (it is an explicit local choice), else
+/// Anthropic when its key is set, else none.
+fn model_provider(env: &Env) -> Result<Option<ModelProvider>, ConfigError> {
+    let with_slash = |mut url: Url| {
+        if !url.path().ends_with('/') {
+            let path = format!("{}/", url.path());
+            url.set_path(&path);
+        }
+        url
+    };
+    if let Some(raw) = env.get(ENV_MODEL_URL) {
+        let url = http_url(
+            ENV_MODEL_URL,
+            raw,
+            "Give the API's base address, like http://localhost:11434/v1 for Ollama.",
+        )?;
+        let Some(model) = env.get(ENV_MODEL_NAME) else {
+            return Err(ConfigError::new(
+                ENV_MODEL_NAME,
+                "",
+                format!("which must name the model when {ENV_MODEL_URL} is set"),
+                "Name a vision model the endpoint serves, like llava or qwen2.5vl.",
+            ));
+        };
+        return Ok(Some(ModelProvider {
+            kind: ProviderKind::OpenaiCompatible,
+            url: with_slash(url),
+            model: model.to_string(),
+            api_key: env.get(ENV_MODEL_API_KEY).map(Secret::new),
+        }));
+    }
+    let Some(key) = env.get(ENV_ANTHROPIC_API_KEY) else {
+        return Ok(None);
+    };
+    let url = http_url(
+        ENV_ANTHROPIC_URL,
+        env.get(ENV_ANTHROPIC_URL)
+            .unwrap_or("https://api.anthropic.com/"),
+        "Leave it unset for Anthropic's API, or give a proxy's address.",
+    )?;
+    Ok(Some(ModelProvider {
+        kind: ProviderKind::Anthropic,
+        url: with_slash(url),
+        model: env
+            .get(ENV_ANTHROPIC_MODEL)
+            .unwrap_or(DEFAULT_ANTHROPIC_MODEL)
+            .to_string(),
+        api_key: Some(Secret::new(key)),
+    }))
 }
 
 /// The operator's say over the tools.
@@ -344,6 +438,7 @@ impl Config {
         let gpu_metrics = switch(env, ENV_GPU_METRICS, false)?;
         let web = web_config(env)?;
         let tools = ToolSettings::from_env(env);
+        let model = model_provider(env)?;
         // HTTP settings are checked only when serving HTTP; stdio needs just the size limit.
         let http = match serve {
             Some(args) => {
@@ -369,6 +464,7 @@ impl Config {
             gpu_metrics,
             web,
             tools,
+            model,
         })
     }
 
@@ -394,6 +490,7 @@ impl Config {
             gpu_metrics: false,
             web: WebConfig::default(),
             tools: ToolSettings::default(),
+            model: None,
         }
     }
 }

@@ -128,6 +128,9 @@ pub enum ToolError {
     NeedsInput {
         key: String,
         request: Box<rmcp::model::InputRequest>,
+        /// Echoed back by the client with the answer (`requestState`): what earlier rounds
+        /// of this call learned.
+        state: Option<String>,
     },
     #[error("internal error: {0}")]
     Internal(String),

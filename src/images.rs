@@ -196,28 +196,9 @@ impl Kind {
 /// quarter at a time when even the lowest quality does not. Bounded: images over
 /// [`DECODE_MAX_SIDE`] a side or [`DECODE_MAX_BYTES`] decoded are refused from their header.
 pub fn fit(bytes: &[u8], budget: &ImageBudget) -> Result<Fitted, ImageError> {
-    let kind = Kind::sniff(bytes).ok_or_else(|| unrecognized(bytes))?;
+    let (kind, mut image, orientation) = decode_parts(bytes)?;
     let format = kind.name();
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(DECODE_MAX_SIDE);
-    limits.max_image_height = Some(DECODE_MAX_SIDE);
-    limits.max_alloc = Some(DECODE_MAX_BYTES);
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), kind.format());
-    reader.limits(limits);
-    let mut decoder = reader
-        .into_decoder()
-        .map_err(|error| decode_error(kind, error, png_header_size(bytes)))?;
-    let (width, height) = decoder.dimensions();
-    if width.max(height) > DECODE_MAX_SIDE || decoder.total_bytes() > DECODE_MAX_BYTES {
-        return Err(ImageError::TooLarge {
-            format,
-            size: Some((width, height)),
-        });
-    }
-    // Camera JPEGs store their rotation separately; show them the way up they are meant.
-    let orientation = decoder.orientation().ok();
-    let mut image = DynamicImage::from_decoder(decoder)
-        .map_err(|error| decode_error(kind, error, Some((width, height))))?;
+    let (width, height) = (image.width(), image.height());
     // Even bytes sent as they are get decoded first: a client that is handed a broken image
     // may reject the whole message, and a preview-sized decode costs a few milliseconds.
     let max_side = budget.max_side.max(1);
@@ -253,6 +234,46 @@ pub fn fit(bytes: &[u8], budget: &ImageBudget) -> Result<Fitted, ImageError> {
         original_height,
         original_bytes: bytes.len(),
     })
+}
+
+/// Decodes a PNG, JPEG, WebP or GIF (its first frame), upright, within the same bounds as
+/// [`fit`] (images over [`DECODE_MAX_SIDE`] a side or [`DECODE_MAX_BYTES`] are refused from
+/// their header).
+pub fn decode(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
+    let (_, mut image, orientation) = decode_parts(bytes)?;
+    if let Some(orientation) = orientation {
+        image.apply_orientation(orientation);
+    }
+    Ok(image)
+}
+
+/// The bounded decode behind [`fit`] and [`decode`]: the format, the pixels as stored, and
+/// the rotation the file asks for.
+fn decode_parts(
+    bytes: &[u8],
+) -> Result<(Kind, DynamicImage, Option<image::metadata::Orientation>), ImageError> {
+    let kind = Kind::sniff(bytes).ok_or_else(|| unrecognized(bytes))?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(DECODE_MAX_SIDE);
+    limits.max_image_height = Some(DECODE_MAX_SIDE);
+    limits.max_alloc = Some(DECODE_MAX_BYTES);
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), kind.format());
+    reader.limits(limits);
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|error| decode_error(kind, error, png_header_size(bytes)))?;
+    let (width, height) = decoder.dimensions();
+    if width.max(height) > DECODE_MAX_SIDE || decoder.total_bytes() > DECODE_MAX_BYTES {
+        return Err(ImageError::TooLarge {
+            format: kind.name(),
+            size: Some((width, height)),
+        });
+    }
+    // Camera JPEGs store their rotation separately; show them the way up they are meant.
+    let orientation = decoder.orientation().ok();
+    let image = DynamicImage::from_decoder(decoder)
+        .map_err(|error| decode_error(kind, error, Some((width, height))))?;
+    Ok((kind, image, orientation))
 }
 
 fn unrecognized(bytes: &[u8]) -> ImageError {
@@ -325,7 +346,7 @@ fn shrink(image: DynamicImage, max_side: u32) -> DynamicImage {
 
 /// A bilinear (triangle) downscale whose kernel widens with the ratio, so detail is averaged
 /// rather than skipped. 16-bit and float pixels become 8-bit first: this is a preview.
-fn resize(image: DynamicImage, width: u32, height: u32) -> DynamicImage {
+pub fn resize(image: DynamicImage, width: u32, height: u32) -> DynamicImage {
     use fast_image_resize::images::{Image, ImageRef};
     use fast_image_resize::{FilterType as Kernel, PixelType, ResizeAlg, ResizeOptions, Resizer};
 

@@ -87,6 +87,15 @@ impl Hints {
         open_world: true,
     };
 
+    /// Asks a model (the client's, or a configured provider) about files; changes nothing,
+    /// but two answers may differ.
+    pub const ASK_MODEL: Self = Self {
+        read_only: true,
+        destructive: false,
+        idempotent: false,
+        open_world: true,
+    };
+
     /// Reads from the live ComfyUI; changes nothing.
     pub const LIVE_READ: Self = Self {
         read_only: true,

@@ -96,30 +96,28 @@ impl ToolContext {
         }
         let key = consent.key(tool);
         // A retry (2026-07-28) carrying the answer.
-        if let Some(answer) = self.client.responses.get(&key) {
+        if let Some(answer) = self.input_response(&key) {
             return judge(&consent, answer);
         }
-        if !self.client.can_elicit {
+        if !self.client_can_elicit() {
             return Err(cannot_ask(tool, &consent));
         }
         let params = consent.request()?;
-        if let Some(task) = &self.task {
-            let request = InputRequest::Elicitation(ElicitRequest::new(params));
-            return match task.0.request_input(key, request).await {
-                Ok(answer) => judge(&consent, &answer),
-                Err(_) => Err(ToolError::Cancelled),
-            };
+        let request = || InputRequest::Elicitation(ElicitRequest::new(params.clone()));
+        if let Some(answer) = self.ask_through_task(&key, request()).await? {
+            return judge(&consent, &answer);
         }
-        if self.client.modern {
+        if self.is_modern() {
             return Err(ToolError::NeedsInput {
                 key,
-                request: Box::new(InputRequest::Elicitation(ElicitRequest::new(params))),
+                request: Box::new(request()),
+                state: None,
             });
         }
-        let Some(peer) = &self.peer else {
+        let Some(peer) = self.peer() else {
             return Err(cannot_ask(tool, &consent));
         };
-        let asked = tokio::time::timeout(ANSWER_WITHIN, peer.create_elicitation(params));
+        let asked = tokio::time::timeout(ANSWER_WITHIN, peer.create_elicitation(params.clone()));
         let answer = tokio::select! {
             biased;
             () = self.cancelled.cancelled() => return Err(ToolError::Cancelled),

@@ -152,11 +152,15 @@ pub struct ToolContext {
 struct ClientSide {
     /// It declared elicitation: it can put a question to the user.
     can_elicit: bool,
+    /// It declared sampling: it lends its own model.
+    can_sample: bool,
     /// The request uses the 2026-07-28 lifecycle: questions go back as an
     /// `input_required` result instead of a request to the client.
     modern: bool,
     /// Answers sent with a retried request (`inputResponses`).
     responses: Arc<rmcp::model::InputResponses>,
+    /// The `requestState` a retried request echoes back.
+    request_state: Option<Arc<str>>,
 }
 
 /// The task a call runs as.
@@ -211,6 +215,54 @@ impl ToolContext {
     /// Whether the client asked for progress notifications on this call.
     pub fn wants_progress(&self) -> bool {
         (self.progress_token.is_some() && self.peer.is_some()) || self.task.is_some()
+    }
+
+    /// The answer a retried 2026-07-28 request carries under `key`, if any.
+    pub(crate) fn input_response(&self, key: &str) -> Option<&serde_json::Value> {
+        self.client.responses.get(key)
+    }
+
+    /// The `requestState` a retried 2026-07-28 request echoes back, if any.
+    pub(crate) fn request_state(&self) -> Option<&str> {
+        self.client.request_state.as_deref()
+    }
+
+    /// Whether the client lends its own model (it declared sampling).
+    pub(crate) fn client_can_sample(&self) -> bool {
+        self.client.can_sample
+    }
+
+    /// Whether the client can put a question to the user (it declared elicitation).
+    pub(crate) fn client_can_elicit(&self) -> bool {
+        self.client.can_elicit
+    }
+
+    /// Whether the request uses the 2026-07-28 lifecycle: questions go back as an
+    /// `input_required` result (`ToolError::NeedsInput`), not as requests to the client.
+    pub(crate) fn is_modern(&self) -> bool {
+        self.client.modern
+    }
+
+    /// The client, for requests to it on sessions that began with `initialize`.
+    pub(crate) fn peer(&self) -> Option<&Peer<RoleServer>> {
+        self.peer.as_ref()
+    }
+
+    /// Inside a task, asks through the task (`input_required` in `tasks/get`, answered with
+    /// `tasks/update`) and waits; `None` when the call is not a task.
+    pub(crate) async fn ask_through_task(
+        &self,
+        key: &str,
+        request: rmcp::model::InputRequest,
+    ) -> Result<Option<serde_json::Value>, ToolError> {
+        let Some(task) = &self.task else {
+            return Ok(None);
+        };
+        task.0
+            .request_input(key, request)
+            .await
+            .map(Some)
+            .map_err(|_| ToolError::Cancelled)
     }
 
     /// Adds a content block (an image, a resource link) to the result, after its JSON.
@@ -678,8 +730,10 @@ impl McpServer {
             tool: Arc::from(request.name.as_ref()),
             client: ClientSide {
                 can_elicit: capabilities.elicitation.is_some(),
+                can_sample: capabilities.sampling.is_some(),
                 modern: is_modern(&context),
                 responses: Arc::new(request.input_responses.clone().unwrap_or_default()),
+                request_state: request.request_state.as_deref().map(Arc::from),
             },
             task: None,
         };
@@ -723,11 +777,16 @@ impl McpServer {
                 .await;
             }
         }
-        if let Err(ToolError::NeedsInput { key, request }) = outcome {
+        if let Err(ToolError::NeedsInput {
+            key,
+            request,
+            state,
+        }) = outcome
+        {
             let mut requests = rmcp::model::InputRequests::new();
             requests.insert(key, *request);
             return Ok(CallToolResponse::InputRequired(
-                rmcp::model::InputRequiredResult::from_input_requests(requests),
+                rmcp::model::InputRequiredResult::new(Some(requests), state),
             ));
         }
         let succeeded = outcome.is_ok();

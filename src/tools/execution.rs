@@ -763,7 +763,8 @@ pub struct VerifyParams {
     /// The run's prompt_id.
     #[schemars(length(min = 1, max = 256))]
     pub prompt_id: String,
-    /// Ask a vision model to judge the image (not available yet; the answer says so).
+    /// Also ask a vision model to judge the first image output (your client's model, or
+    /// the configured provider), as analyze_image does.
     #[serde(default)]
     pub analyze: Option<bool>,
     /// Accepted for compatibility; nothing is recorded (record_outcome does that, when asked).
@@ -808,7 +809,7 @@ pub struct VerifyReport {
     pub key_params: Map<String, Value>,
     /// The first 16 hex digits of the SHA-256 of the workflow that ran (compact, sorted keys).
     pub workflow_hash: Option<String>,
-    pub vision_analysis: Option<String>,
+    pub vision_analysis: Option<VisionAnalysis>,
     pub render_time_s: Option<f64>,
     pub goal_id: Option<String>,
     pub message: String,
@@ -912,6 +913,56 @@ fn workflow_hash(workflow: &Value) -> String {
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
+/// The vision model's judgement of a run's first image output, with the run's positive
+/// prompt when the workflow shows one. A run without images says so instead.
+async fn analyze_first_image(
+    cx: &ToolContext,
+    outputs: &[Output],
+    workflow: &Value,
+) -> Result<VisionAnalysis, ToolError> {
+    let Some(image) = outputs.iter().find(|output| {
+        output.kind == crate::comfy::api::OutputKind::Image && output.filename.is_some()
+    }) else {
+        return Ok(VisionAnalysis::Unavailable(
+            "The run produced no image to analyse.".into(),
+        ));
+    };
+    let uri = output_uri(
+        image.folder_type.as_deref().unwrap_or("output"),
+        image.subfolder.as_deref().unwrap_or(""),
+        image.filename.as_deref().unwrap_or_default(),
+    );
+    let params = key_params(workflow);
+    let prompt = positive_prompt(workflow);
+    let context = (!params.is_empty()).then(|| Value::Object(params.clone()).to_string());
+    match super::vision::analyze(cx, &uri, prompt.as_deref(), context.as_deref()).await {
+        Ok(report) => Ok(VisionAnalysis::Analysis(Box::new(report))),
+        // The question goes back to the client (2026-07-28), or the call was cancelled.
+        Err(error @ (ToolError::NeedsInput { .. } | ToolError::Cancelled)) => Err(error),
+        // No model to ask, or it failed: the verification still stands.
+        Err(error) => Ok(VisionAnalysis::Unavailable(error.user_message())),
+    }
+}
+
+/// The text of the CLIPTextEncode that feeds a sampler's `positive` input, when there is one.
+fn positive_prompt(workflow: &Value) -> Option<String> {
+    let nodes = workflow.as_object()?;
+    nodes.values().find_map(|node| {
+        let link = node.pointer("/inputs/positive")?.as_array()?;
+        let source = nodes.get(link.first()?.as_str()?)?;
+        source.pointer("/inputs/text")?.as_str().map(String::from)
+    })
+}
+
+/// What `analyze: true` added to verify_execution.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum VisionAnalysis {
+    Analysis(Box<super::vision::AnalyzeReport>),
+    /// Why there is no analysis (no image, or no model to ask).
+    Unavailable(String),
+}
+
 async fn verify_execution(
     cx: ToolContext,
     params: VerifyParams,
@@ -945,9 +996,11 @@ async fn verify_execution(
     let outputs = entry.output_list();
     let verification = check_outputs(&cx, &client, &outputs).await;
     let workflow = entry.workflow.clone().unwrap_or(Value::Null);
-    let vision_analysis = params.analyze.unwrap_or(false).then(|| {
-        "Image analysis by a vision model isn't available in this version; the outputs were checked for existence and readability only.".to_string()
-    });
+    let vision_analysis = if params.analyze.unwrap_or(false) {
+        Some(analyze_first_image(&cx, &outputs, &workflow).await?)
+    } else {
+        None
+    };
     let message = if verification.all_readable && status == "complete" {
         format!(
             "All {} outputs exist and can be read.",

@@ -217,6 +217,11 @@ impl Web {
         })
     }
 
+    /// The pooled HTTP client (TLS set up), for other outbound calls such as model providers.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// Whether network sources are turned off (`COMFYUI_AGENT_OFFLINE`).
     pub fn offline(&self) -> bool {
         self.offline
