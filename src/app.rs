@@ -61,6 +61,8 @@ struct Shared {
     in_flight: TaskTracker,
     /// New outputs and tool-set changes, for clients' notifications.
     changes: ChangeFeed,
+    /// Every session's background sub-tasks.
+    subtasks: crate::subtask::SubTasks,
     /// The tools on offer and the pre-approved ones; replaced on SIGHUP.
     tool_view: std::sync::RwLock<Arc<ToolView>>,
     /// Tool calls run as tasks (MCP tasks extension), shared by every connection.
@@ -171,6 +173,7 @@ impl AppState {
             metrics,
             in_flight: TaskTracker::new(),
             changes: ChangeFeed::default(),
+            subtasks: crate::subtask::SubTasks::default(),
             tool_view: std::sync::RwLock::new(Arc::new(tool_view)),
             tasks: crate::mcp::tasks::ToolTasks::default(),
             sessions_started: AtomicU64::new(0),
@@ -294,6 +297,11 @@ impl AppState {
             self.changes().publish(crate::events::Change::ToolsChanged);
         }
         Ok(tools_changed)
+    }
+
+    /// Every session's background sub-tasks (spawn_subtask).
+    pub fn subtasks(&self) -> &crate::subtask::SubTasks {
+        &self.shared.subtasks
     }
 
     /// Tool calls running as tasks, which a client polls or cancels.

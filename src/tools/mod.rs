@@ -37,11 +37,14 @@ pub mod inspect;
 pub mod intent;
 pub mod memory;
 pub mod model_compat;
+pub mod optimize;
 pub mod pipeline;
 pub mod planning;
 pub mod provenance;
 pub mod refine;
 pub mod sessions;
+pub mod subtask;
+pub mod vision;
 pub mod workflow;
 
 /// Every tool the product offers, in `tools/list` order.
@@ -60,8 +63,11 @@ pub fn all() -> Vec<ToolSpec> {
     tools.extend(discover::tools());
     tools.extend(civitai::tools());
     tools.extend(gpu::tools());
+    tools.extend(optimize::tools());
     tools.extend(github::tools());
     tools.extend(provenance::tools());
+    tools.extend(vision::tools());
+    tools.extend(subtask::tools());
     tools.extend(health::tools());
     tools.extend(refine::tools());
     tools.extend(demo::tools());

@@ -56,6 +56,9 @@ function showBanner(text) {
 
 /** Tool families, by name: the first rule that matches wins. */
 const FAMILIES = [
+  ['Vision', /^(analyze_image|compare_outputs|suggest_improvements|hash_compare_images)$/],
+  ['Optimization', /^(profile_workflow|suggest_optimizations|check_tensorrt_status|apply_optimization)$/],
+  ['Sub-tasks', /subtask/],
   ['ComfyUI & server', /^(get_all_nodes|get_node_info|get_history)$|comfyui|system|queue|gpu|health/],
   ['Install', /^(list_custom_nodes|list_models|get_models_summary|read_node_source|check_node_updates)$/],
   ['Memory', /plan|_step$|intent|iteration|outcome|learned|recommend|feedback|refine|demo|checkpoint$/],
@@ -67,7 +70,7 @@ const FAMILIES = [
   ['Models', /model|lora|checkpoint/],
 ];
 /** The order families are listed in. */
-const FAMILY_ORDER = ['ComfyUI & server', 'Install', 'Models', 'Workflows', 'Sessions', 'Memory', 'Execution', 'Images', 'Discovery', 'Other'];
+const FAMILY_ORDER = ['ComfyUI & server', 'Install', 'Models', 'Workflows', 'Sessions', 'Memory', 'Execution', 'Images', 'Vision', 'Optimization', 'Sub-tasks', 'Discovery', 'Other'];
 
 function familyOf(tool) {
   for (const [family, pattern] of FAMILIES) {
