@@ -167,8 +167,9 @@ async fn healthcheck_fails_with_one_line_when_nothing_listens() {
 /// `"COMFYUI_*"`, `"OTEL_*"` or `"RUST_LOG"` literal outside test modules.
 fn settings_read_by_the_code() -> std::collections::BTreeSet<String> {
     fn is_setting(name: &str) -> bool {
-        const THIRD_PARTY: [&str; 5] = [
+        const THIRD_PARTY: [&str; 6] = [
             "RUST_LOG",
+            "ANTHROPIC_API_KEY",
             "CIVITAI_API_KEY",
             "HF_TOKEN",
             "GITHUB_TOKEN",

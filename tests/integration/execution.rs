@@ -390,7 +390,8 @@ async fn upload_view_and_verify() {
     assert!(
         verified["vision_analysis"]
             .as_str()
-            .is_some_and(|v| v.contains("isn't available"))
+            .is_some_and(|v| v.contains("needs a model")),
+        "without a model the verification stands and says why: {verified}"
     );
     let unknown = agent
         .call_tool(8, "verify_execution", json!({"prompt_id": "never"}))
