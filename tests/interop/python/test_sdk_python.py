@@ -232,3 +232,51 @@ async def test_consent_is_asked_through_elicitation(level: str, accept: bool, st
         assert "You said no" not in text and "ComfyUI" in text, text
     else:
         assert "You said no" in text, text
+
+
+# --- vision through the client's own model (sampling) ---------------------------------------
+
+ANALYSIS = (
+    '{"quality_score": 0.7, "artifacts": [], "composition": "balanced", '
+    '"prompt_adherence": null, "strengths": ["colour"], "suggestions": ["more steps"]}'
+)
+
+
+@pytest.mark.parametrize("level", ["lowlevel", "client"])
+async def test_vision_asks_the_clients_model(level: str, stdio_params) -> None:
+    """analyze_image samples the client's model: a server request on 2025-11-25 (low level),
+    an input_required result answered by mcp.Client on 2026-07-28 (high level)."""
+    from pathlib import Path
+
+    from mcp import ClientSession, Client, stdio_client
+    from mcp.types import CreateMessageResult, TextContent
+
+    images = Path(stdio_params.cwd) / "images"
+    images.mkdir()
+    image = images / "fox.png"
+    image.write_bytes(tiny_png())
+    stdio_params.env["COMFYUI_AGENT_ALLOWED_ROOTS"] = str(images)
+    seen: list[Any] = []
+
+    async def sample(context: Any, params: Any) -> Any:
+        seen.append(params)
+        return CreateMessageResult(
+            role="assistant", content=TextContent(type="text", text=ANALYSIS), model="py-vision"
+        )
+
+    arguments = {"image_path": str(image)}
+    if level == "lowlevel":
+        async with stdio_client(stdio_params) as (read, write):
+            async with ClientSession(read, write, sampling_callback=sample) as session:
+                await session.initialize()
+                result = await session.call_tool("analyze_image", arguments)
+    else:
+        async with Client(stdio_client(stdio_params), sampling_callback=sample) as client:
+            assert client.protocol_version == "2026-07-28"
+            result = await client.call_tool("analyze_image", arguments)
+    assert result.is_error is not True, text_of(result)
+    assert result.structured_content["via"] == "client_sampling"
+    assert result.structured_content["model"] == "py-vision"
+    assert result.structured_content["answer"]["quality_score"] == 0.7
+    assert len(seen) == 1
+    assert seen[0].messages[0].content[0].type == "image"
