@@ -96,6 +96,25 @@ fn typical_gib(family: Option<&str>, role: &str) -> f64 {
     }
 }
 
+/// Typical 16-bit sizes of the common text encoders, told by their file names.
+fn typical_text_encoder_gib(file: &str) -> Option<f64> {
+    let lower = file.to_lowercase();
+    let sizes = [
+        ("umt5", 10.6),
+        ("t5xxl", 9.1),
+        ("t5-xxl", 9.1),
+        ("qwen", 15.5),
+        ("llama", 15.0),
+        ("gemma", 5.0),
+        ("clip_g", 1.3),
+        ("clip_l", 0.23),
+    ];
+    sizes
+        .iter()
+        .find(|(name, _)| lower.contains(name))
+        .map(|(_, gib)| *gib)
+}
+
 /// GiB of activations per megapixel per image (per latent frame for video) while sampling.
 fn activations_per_mp(family: Option<&str>) -> f64 {
     match family.unwrap_or("") {
@@ -185,9 +204,14 @@ pub fn facts(workflow: &Value, file_size: &dyn Fn(&str, &str) -> Option<u64>) ->
                     _ => "",
                 };
                 let measured = file_size(folder, file);
+                let typical = || match role {
+                    "text_encoder" => typical_text_encoder_gib(file)
+                        .unwrap_or_else(|| typical_gib(family.as_deref(), role)),
+                    _ => typical_gib(family.as_deref(), role),
+                };
                 let mut size_gib = measured
                     .map(|bytes| bytes as f64 / GIB)
-                    .unwrap_or_else(|| typical_gib(family.as_deref(), role));
+                    .unwrap_or_else(typical);
                 let fp8 = inputs
                     .get("weight_dtype")
                     .and_then(Value::as_str)

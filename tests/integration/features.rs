@@ -19,6 +19,15 @@ async fn read(agent: &mut RawStdio, id: i64, uri: &str) -> Value {
     request(agent, id, "resources/read", json!({"uri": uri})).await
 }
 
+/// `field` of every object in the array `list`.
+fn each<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("an array: {list}"))
+        .iter()
+        .filter_map(|item| item[field].as_str())
+        .collect()
+}
+
 fn text_of(reply: &Value) -> Value {
     let text = reply["result"]["contents"][0]["text"]
         .as_str()
@@ -55,12 +64,7 @@ async fn the_session_workflow_is_a_resource_that_notifies_its_subscribers() {
     let mut agent = agent_for(&fake, &scratch, &[]).await;
     // Before any workflow: the knowledge base, templates and recent outputs, no workflow.
     let listed = request(&mut agent, 1, "resources/list", json!({})).await;
-    let uris: Vec<&str> = listed["result"]["resources"]
-        .as_array()
-        .expect("resources")
-        .iter()
-        .filter_map(|r| r["uri"].as_str())
-        .collect();
+    let uris = each(&listed["result"]["resources"], "uri");
     assert!(
         uris.contains(&"comfyui://knowledge/comfyui-basics"),
         "{uris:?}"
@@ -152,12 +156,7 @@ async fn nodes_models_templates_and_knowledge_are_readable_and_unknown_uris_are_
     let scratch = Scratch::new();
     let mut agent = agent_for(&fake, &scratch, &[]).await;
     let templates = request(&mut agent, 1, "resources/templates/list", json!({})).await;
-    let names: Vec<&str> = templates["result"]["resourceTemplates"]
-        .as_array()
-        .expect("templates")
-        .iter()
-        .filter_map(|t| t["uriTemplate"].as_str())
-        .collect();
+    let names = each(&templates["result"]["resourceTemplates"], "uriTemplate");
     for expected in [
         "comfyui://session/{session}/workflow",
         "comfyui://nodes/{class}",
@@ -284,12 +283,7 @@ async fn prompts_fill_in_their_arguments_and_refuse_bad_ones() {
     let scratch = Scratch::new();
     let mut agent = agent_for(&fake, &scratch, &[]).await;
     let listed = request(&mut agent, 1, "prompts/list", json!({})).await;
-    let names: Vec<&str> = listed["result"]["prompts"]
-        .as_array()
-        .expect("prompts")
-        .iter()
-        .filter_map(|p| p["name"].as_str())
-        .collect();
+    let names = each(&listed["result"]["prompts"], "name");
     assert_eq!(
         names,
         [

@@ -186,6 +186,18 @@ def tiny_png() -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
 
 
+def allowed_png(stdio_params: Any) -> Any:
+    """A PNG in a folder the stdio server may read (added to its allowed roots)."""
+    from pathlib import Path
+
+    images = Path(stdio_params.cwd) / "images"
+    images.mkdir()
+    image = images / "fox.png"
+    image.write_bytes(tiny_png())
+    stdio_params.env["COMFYUI_AGENT_ALLOWED_ROOTS"] = str(images)
+    return image
+
+
 def answering(accept: bool, asked: list[str]):
     from mcp.types import ElicitResult
 
@@ -204,15 +216,9 @@ async def test_consent_is_asked_through_elicitation(level: str, accept: bool, st
     """Replacing an upload asks the user first: the low-level session answers a server
     request (2025-11-25); the high-level client answers an input_required result
     (2026-07-28) and retries. ComfyUI is not running, so a yes ends at "isn't answering"."""
-    from pathlib import Path
-
     from mcp import ClientSession, Client, stdio_client
 
-    images = Path(stdio_params.cwd) / "images"
-    images.mkdir()
-    image = images / "fox.png"
-    image.write_bytes(tiny_png())
-    stdio_params.env["COMFYUI_AGENT_ALLOWED_ROOTS"] = str(images)
+    image = allowed_png(stdio_params)
     asked: list[str] = []
     arguments = {"path": str(image), "overwrite": True}
     callback = answering(accept, asked)
@@ -246,16 +252,10 @@ ANALYSIS = (
 async def test_vision_asks_the_clients_model(level: str, stdio_params) -> None:
     """analyze_image samples the client's model: a server request on 2025-11-25 (low level),
     an input_required result answered by mcp.Client on 2026-07-28 (high level)."""
-    from pathlib import Path
-
     from mcp import ClientSession, Client, stdio_client
     from mcp.types import CreateMessageResult, TextContent
 
-    images = Path(stdio_params.cwd) / "images"
-    images.mkdir()
-    image = images / "fox.png"
-    image.write_bytes(tiny_png())
-    stdio_params.env["COMFYUI_AGENT_ALLOWED_ROOTS"] = str(images)
+    image = allowed_png(stdio_params)
     seen: list[Any] = []
 
     async def sample(context: Any, params: Any) -> Any:
