@@ -23,6 +23,17 @@ use crate::tools::blocking;
 const INTENTS: &str = "intents";
 const ITERATIONS: &str = "iterations";
 
+/// The session's current intent and iteration log, for records written elsewhere (image
+/// provenance). Blocking: it reads the session's documents.
+pub(crate) fn session_memory(
+    app: &crate::app::AppState,
+    session: &crate::session::store::SessionName,
+) -> Result<(Option<Intent>, Option<IterationLog>), ToolError> {
+    let intent = app.docs().load::<IntentLog>(INTENTS, session)?.doc;
+    let iterations = app.docs().load::<IterationLog>(ITERATIONS, session)?.doc;
+    Ok((intent.and_then(|log| log.current), iterations))
+}
+
 pub fn tools() -> Vec<ToolSpec> {
     vec![
         tool(

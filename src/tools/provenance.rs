@@ -51,6 +51,10 @@ pub fn tools() -> Vec<ToolSpec> {
 pub struct WriteParams {
     /// The PNG to annotate (absolute, or relative to the ComfyUI folder).
     pub image_path: String,
+    /// The session whose captured intent and iteration log fill the record's `intent`,
+    /// `iterations` and `accepted_iteration` when `metadata` leaves them out.
+    #[serde(default)]
+    pub session: Option<String>,
     /// The record: schema_version (1), timestamp, and optionally intent, iterations,
     /// accepted_iteration and session.
     pub metadata: Map<String, Value>,
@@ -65,6 +69,10 @@ pub struct WriteReport {
     /// Whether an earlier record of ours was replaced.
     pub replaced_previous: bool,
     pub size_bytes: usize,
+    /// The keys taken from the session's memory (capture_intent, the iteration log)
+    /// because metadata left them out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub filled_from_session: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -145,7 +153,14 @@ async fn write_image_metadata(
             hint,
         ));
     }
-    let json = provenance::validate_metadata(&params.metadata).map_err(|e| refuse(e, &raw))?;
+    let scope = cx.scope(params.session.as_deref())?;
+    let memory = super::blocking(&cx.app, move |app| {
+        super::intent::session_memory(app, &scope)
+    })
+    .await?;
+    let mut metadata = params.metadata;
+    let filled_from_session = fill_from_session(&mut metadata, memory);
+    let json = provenance::validate_metadata(&metadata).map_err(|e| refuse(e, &raw))?;
     // The file must exist, and be both readable and writable under the policy.
     let target = cx.app.paths().writable_file(&raw)?;
     let bytes = cx.app.paths().read_capped(&raw, MAX_IMAGE_BYTES).await?;
@@ -165,10 +180,64 @@ async fn write_image_metadata(
         status: "ok".into(),
         image_path: target.display().to_string(),
         chunk_key: CHUNK_KEY.into(),
-        metadata_keys: params.metadata.keys().cloned().collect(),
+        metadata_keys: metadata.keys().cloned().collect(),
         replaced_previous,
         size_bytes,
+        filled_from_session,
     })
+}
+
+/// Puts the session's current intent and iteration log into the record where the caller
+/// left them out; returns the keys it filled.
+fn fill_from_session(
+    metadata: &mut Map<String, Value>,
+    (intent, iterations): (
+        Option<crate::planning::intent::Intent>,
+        Option<crate::planning::intent::IterationLog>,
+    ),
+) -> Vec<String> {
+    let mut filled = Vec::new();
+    if let Some(intent) = intent
+        && !metadata.contains_key("intent")
+    {
+        metadata.insert(
+            "intent".into(),
+            serde_json::json!({
+                "user_request": intent.user_request,
+                "interpretation": intent.interpretation,
+                "style_references": intent.style_references,
+                "session_context": intent.session_context,
+            }),
+        );
+        filled.push("intent".to_string());
+    }
+    if let Some(log) = iterations {
+        if !metadata.contains_key("iterations") && !log.steps.is_empty() {
+            let steps: Vec<Value> = log
+                .steps
+                .iter()
+                .map(|step| {
+                    let mut item = serde_json::to_value(step).unwrap_or(Value::Null);
+                    if let Some(item) = item.as_object_mut() {
+                        item.remove("recorded_at");
+                    }
+                    item
+                })
+                .collect();
+            metadata.insert("iterations".into(), Value::Array(steps));
+            filled.push("iterations".to_string());
+        }
+        if let Some(finalized) = log.finalized
+            && !metadata.contains_key("accepted_iteration")
+        {
+            metadata.insert(
+                "accepted_iteration".into(),
+                Value::from(finalized.accepted_iteration),
+            );
+            filled.push("accepted_iteration".to_string());
+        }
+    }
+    filled
 }
 
 /// The image's texts, with our record parsed (or why it could not be).

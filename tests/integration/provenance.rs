@@ -270,3 +270,85 @@ async fn metadata_writes_refuse_what_they_must_and_leave_files_untouched() {
     assert!(failed(&refused).contains("outside"));
     assert_eq!(std::fs::read(&png).unwrap(), original);
 }
+
+#[tokio::test]
+async fn the_record_fills_itself_from_the_sessions_intent_and_iterations() {
+    let fake = FakeComfy::start().await;
+    let scratch = Scratch::new();
+    let dir = images(&scratch);
+    let path = dir.join("comfyui_output.png").display().to_string();
+    let mut agent = agent_for(&fake, &scratch, PRE_APPROVED).await;
+    let session = json!("fox");
+    ok(&agent
+        .call_tool(1, "capture_intent", json!({"user_request": "a fox in snow", "interpretation": "winter fox, soft light", "style_references": ["Hokusai"], "session": session}))
+        .await);
+    ok(&agent
+        .call_tool(
+            2,
+            "start_iteration_tracking",
+            json!({"intent_summary": "fox", "session": session}),
+        )
+        .await);
+    for (id, (iteration, kind, trigger)) in
+        [(1, "initial", "request"), (2, "refinement", "too dark")]
+            .into_iter()
+            .enumerate()
+    {
+        ok(&agent
+            .call_tool(
+                3 + id as i64,
+                "record_iteration_step",
+                json!({"iteration": iteration, "type": kind, "trigger": trigger, "params": {"cfg": 6}, "session": session}),
+            )
+            .await);
+    }
+    ok(&agent
+        .call_tool(
+            5,
+            "finalize_iterations",
+            json!({"accepted_iteration": 2, "session": session}),
+        )
+        .await);
+
+    let written = agent
+        .call_tool(
+            6,
+            "write_image_metadata",
+            json!({"image_path": path, "session": session,
+                   "metadata": {"schema_version": 1, "timestamp": "2026-12-03T09:00:00Z"}}),
+        )
+        .await;
+    assert_eq!(
+        ok(&written)["filled_from_session"],
+        json!(["intent", "iterations", "accepted_iteration"])
+    );
+    let read = agent
+        .call_tool(7, "read_image_metadata", json!({"image_path": path}))
+        .await;
+    let record = &ok(&read)["metadata"];
+    assert_eq!(record["intent"]["user_request"], "a fox in snow", "{read}");
+    assert_eq!(record["iterations"][1]["trigger"], "too dark");
+    assert_eq!(record["accepted_iteration"], 2);
+
+    // What the caller gives wins; a session with no memory fills nothing.
+    let written = agent
+        .call_tool(
+            8,
+            "write_image_metadata",
+            json!({"image_path": path, "session": session,
+                   "metadata": {"schema_version": 1, "timestamp": "t", "intent": {"user_request": "mine"}}}),
+        )
+        .await;
+    assert_eq!(
+        ok(&written)["filled_from_session"],
+        json!(["iterations", "accepted_iteration"])
+    );
+    let written = agent
+        .call_tool(
+            9,
+            "write_image_metadata",
+            json!({"image_path": path, "session": "empty", "metadata": {"schema_version": 1, "timestamp": "t"}}),
+        )
+        .await;
+    assert!(ok(&written).get("filled_from_session").is_none());
+}
