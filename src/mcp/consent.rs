@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use sha2::Digest as _;
 
 use super::ToolContext;
+use super::ask::ClientAnswer;
 use crate::error::ToolError;
 
 /// How long the user has to answer a question asked over a session.
@@ -95,44 +96,21 @@ impl ToolContext {
             return Ok(());
         }
         let key = consent.key(tool);
-        // A retry (2026-07-28) carrying the answer.
-        if let Some(answer) = self.input_response(&key) {
-            return judge(&consent, answer);
-        }
-        if !self.client_can_elicit() {
+        // Without elicitation only an answer already given (a retried call) can approve.
+        if !self.client_can_elicit() && self.input_response(&key).is_none() {
             return Err(cannot_ask(tool, &consent));
         }
-        let params = consent.request()?;
-        let request = || InputRequest::Elicitation(ElicitRequest::new(params.clone()));
-        if let Some(answer) = self.ask_through_task(&key, request()).await? {
-            return judge(&consent, &answer);
-        }
-        if self.is_modern() {
-            return Err(ToolError::NeedsInput {
-                key,
-                request: Box::new(request()),
-                state: None,
-            });
-        }
-        let Some(peer) = self.peer() else {
-            return Err(cannot_ask(tool, &consent));
-        };
-        let asked = tokio::time::timeout(ANSWER_WITHIN, peer.create_elicitation(params.clone()));
-        let answer = tokio::select! {
-            biased;
-            () = self.cancelled.cancelled() => return Err(ToolError::Cancelled),
-            answer = asked => answer,
-        };
-        match answer {
-            Ok(Ok(result)) => judge_result(&consent, &result),
-            Ok(Err(error)) => Err(ToolError::rejected(
+        let request = InputRequest::Elicitation(ElicitRequest::new(consent.request()?));
+        match self.ask_client(&key, request, ANSWER_WITHIN).await? {
+            ClientAnswer::Given(answer) => judge(&consent, &answer),
+            ClientAnswer::Failed(why) => Err(ToolError::rejected(
                 format!(
-                    "{} The client could not ask you ({error}), so nothing was done.",
+                    "{} The client could not ask you ({why}), so nothing was done.",
                     consent.question
                 ),
                 "Try again; if your client can't show questions, the operator can pre-approve this tool with COMFYUI_AGENT_PRE_APPROVE.",
             )),
-            Err(_) => Err(ToolError::rejected(
+            ClientAnswer::TimedOut => Err(ToolError::rejected(
                 format!(
                     "{} No answer came within {} minutes, so nothing was done.",
                     consent.question,

@@ -31,6 +31,8 @@ use crate::telemetry::metrics::{ConnectionGuard, McpMethod};
 
 pub use rmcp::model::LoggingLevel;
 
+mod ask;
+pub(crate) use ask::ClientAnswer;
 pub mod complete;
 pub mod consent;
 pub mod prompts;
@@ -235,34 +237,6 @@ impl ToolContext {
     /// Whether the client can put a question to the user (it declared elicitation).
     pub(crate) fn client_can_elicit(&self) -> bool {
         self.client.can_elicit
-    }
-
-    /// Whether the request uses the 2026-07-28 lifecycle: questions go back as an
-    /// `input_required` result (`ToolError::NeedsInput`), not as requests to the client.
-    pub(crate) fn is_modern(&self) -> bool {
-        self.client.modern
-    }
-
-    /// The client, for requests to it on sessions that began with `initialize`.
-    pub(crate) fn peer(&self) -> Option<&Peer<RoleServer>> {
-        self.peer.as_ref()
-    }
-
-    /// Inside a task, asks through the task (`input_required` in `tasks/get`, answered with
-    /// `tasks/update`) and waits; `None` when the call is not a task.
-    pub(crate) async fn ask_through_task(
-        &self,
-        key: &str,
-        request: rmcp::model::InputRequest,
-    ) -> Result<Option<serde_json::Value>, ToolError> {
-        let Some(task) = &self.task else {
-            return Ok(None);
-        };
-        task.0
-            .request_input(key, request)
-            .await
-            .map(Some)
-            .map_err(|_| ToolError::Cancelled)
     }
 
     /// Adds a content block (an image, a resource link) to the result, after its JSON.

@@ -20,7 +20,7 @@ use sha2::Digest as _;
 use crate::config::{ModelProvider, ProviderKind};
 use crate::error::ToolError;
 use crate::images::{Fitted, ImageBudget};
-use crate::mcp::ToolContext;
+use crate::mcp::{ClientAnswer, ToolContext};
 
 /// Images sent to a model: large enough to judge detail, small enough to be cheap.
 pub const MODEL_IMAGE_BUDGET: ImageBudget = ImageBudget {
@@ -98,11 +98,6 @@ impl ModelRequest {
 }
 
 impl ToolContext {
-    /// Whether a model can be asked on this call (the client samples, or a provider is set).
-    pub fn can_ask_model(&self) -> bool {
-        self.client_can_sample() || self.app.config().model.is_some()
-    }
-
     /// Asks a model `request`; `purpose` names the question (for the retry key and logs).
     pub async fn ask_model(
         &self,
@@ -110,51 +105,23 @@ impl ToolContext {
         request: &ModelRequest,
     ) -> Result<ModelAnswer, ToolError> {
         let key = request.key(purpose);
-        if let Some(answer) = self.input_response(&key) {
-            return sampled(answer);
-        }
-        if self.client_can_sample() {
-            let params = request.sampling_params();
-            if let Some(answer) = self
-                .ask_through_task(
-                    &key,
-                    InputRequest::CreateMessage(CreateMessageRequest::new(params.clone())),
-                )
-                .await?
-            {
-                return sampled(&answer);
-            }
-            if self.is_modern() {
-                return Err(ToolError::NeedsInput {
-                    key,
-                    request: Box::new(InputRequest::CreateMessage(CreateMessageRequest::new(
-                        params,
-                    ))),
-                    state: None,
-                });
-            }
-            if let Some(peer) = self.peer() {
-                let asked = tokio::time::timeout(ANSWER_WITHIN, peer.create_message(params));
-                let answered = tokio::select! {
-                    biased;
-                    () = self.cancelled.cancelled() => return Err(ToolError::Cancelled),
-                    answered = asked => answered,
-                };
-                return match answered {
-                    Ok(Ok(result)) => Ok(answer_of(&result)),
-                    Ok(Err(error)) => Err(ToolError::rejected(
-                        format!("Your client's model did not answer ({error})."),
-                        "Try again, or configure a model provider (COMFYUI_AGENT_MODEL_URL or ANTHROPIC_API_KEY) for clients that can't lend theirs.",
-                    )),
-                    Err(_) => Err(ToolError::rejected(
-                        format!(
-                            "Your client's model did not answer within {} s.",
-                            ANSWER_WITHIN.as_secs()
-                        ),
-                        "Try again; a smaller question (one image) answers faster.",
-                    )),
-                };
-            }
+        if self.client_can_sample() || self.input_response(&key).is_some() {
+            let asked =
+                InputRequest::CreateMessage(CreateMessageRequest::new(request.sampling_params()));
+            return match self.ask_client(&key, asked, ANSWER_WITHIN).await? {
+                ClientAnswer::Given(answer) => sampled(&answer),
+                ClientAnswer::Failed(why) => Err(ToolError::rejected(
+                    format!("Your client's model did not answer ({why})."),
+                    "Try again, or configure a model provider (COMFYUI_AGENT_MODEL_URL or ANTHROPIC_API_KEY) for clients that can't lend theirs.",
+                )),
+                ClientAnswer::TimedOut => Err(ToolError::rejected(
+                    format!(
+                        "Your client's model did not answer within {} s.",
+                        ANSWER_WITHIN.as_secs()
+                    ),
+                    "Try again; a smaller question (one image) answers faster.",
+                )),
+            };
         }
         match &self.app.config().model {
             Some(provider) => {
@@ -215,55 +182,36 @@ fn answer_of(result: &CreateMessageResult) -> ModelAnswer {
     }
 }
 
-fn data_url(image: &Fitted) -> String {
-    format!(
-        "data:{};base64,{}",
-        image.mime,
-        base64::engine::general_purpose::STANDARD.encode(&image.bytes)
-    )
-}
-
-/// The request body for a provider.
+/// The request body for a provider: the images in the dialect's shape, then the text.
 pub fn provider_body(provider: &ModelProvider, request: &ModelRequest) -> Value {
+    let base64 = |image: &Fitted| base64::engine::general_purpose::STANDARD.encode(&image.bytes);
+    let image_part = |image: &Fitted| match provider.kind {
+        ProviderKind::OpenaiCompatible => json!({"type": "image_url", "image_url": {
+            "url": format!("data:{};base64,{}", image.mime, base64(image)),
+        }}),
+        ProviderKind::Anthropic => json!({"type": "image", "source": {
+            "type": "base64", "media_type": image.mime, "data": base64(image),
+        }}),
+    };
+    let mut content: Vec<Value> = request.images.iter().map(image_part).collect();
+    content.push(json!({"type": "text", "text": request.text}));
     match provider.kind {
-        ProviderKind::OpenaiCompatible => {
-            let mut content: Vec<Value> = request
-                .images
-                .iter()
-                .map(|image| json!({"type": "image_url", "image_url": {"url": data_url(image)}}))
-                .collect();
-            content.push(json!({"type": "text", "text": request.text}));
-            json!({
-                "model": provider.model,
-                "max_tokens": request.max_tokens,
-                "temperature": 0.2,
-                "messages": [
-                    {"role": "system", "content": request.system},
-                    {"role": "user", "content": content},
-                ],
-            })
-        }
-        ProviderKind::Anthropic => {
-            let mut content: Vec<Value> = request
-                .images
-                .iter()
-                .map(|image| {
-                    json!({"type": "image", "source": {
-                        "type": "base64",
-                        "media_type": image.mime,
-                        "data": base64::engine::general_purpose::STANDARD.encode(&image.bytes),
-                    }})
-                })
-                .collect();
-            content.push(json!({"type": "text", "text": request.text}));
-            json!({
-                "model": provider.model,
-                "max_tokens": request.max_tokens,
-                "temperature": 0.2,
-                "system": request.system,
-                "messages": [{"role": "user", "content": content}],
-            })
-        }
+        ProviderKind::OpenaiCompatible => json!({
+            "model": provider.model,
+            "max_tokens": request.max_tokens,
+            "temperature": 0.2,
+            "messages": [
+                {"role": "system", "content": request.system},
+                {"role": "user", "content": content},
+            ],
+        }),
+        ProviderKind::Anthropic => json!({
+            "model": provider.model,
+            "max_tokens": request.max_tokens,
+            "temperature": 0.2,
+            "system": request.system,
+            "messages": [{"role": "user", "content": content}],
+        }),
     }
 }
 
