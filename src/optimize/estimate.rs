@@ -65,7 +65,8 @@ pub struct Estimate {
     pub peak_gib: f64,
     /// Everything loaded at once (what runs without reloading between stages).
     pub all_resident_gib: f64,
-    /// `fits`, `tight` (peak above 85% of usable memory), `does_not_fit`.
+    /// `fits`, `tight` (peak above 85% of usable memory), `does_not_fit`, or `unknown` when
+    /// the machine's memory is unknown.
     pub verdict: String,
     pub usable_gib: f64,
     /// The batch that fits with the current size, per the estimate.
@@ -313,7 +314,9 @@ pub fn estimate(facts: &WorkflowFacts, usable_gib: f64) -> Estimate {
     );
     let peak = stages.values().copied().fold(0.0, f64::max);
     let all_resident = round2(text + diffusion + vae + per_image * images + OVERHEAD_GIB);
-    let verdict = if peak > usable_gib {
+    let verdict = if usable_gib <= 0.0 {
+        "unknown"
+    } else if peak > usable_gib {
         "does_not_fit"
     } else if peak > usable_gib * 0.85 {
         "tight"
@@ -369,6 +372,9 @@ mod tests {
         assert!(big.max_batch >= 8, "{big:?}");
         let small = estimate(&facts, 4.0);
         assert_eq!(small.verdict, "does_not_fit");
+        let unknown = estimate(&facts, 0.0);
+        assert_eq!(unknown.verdict, "unknown");
+        assert_eq!(unknown.max_batch, 0);
     }
 
     #[test]

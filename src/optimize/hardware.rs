@@ -147,9 +147,19 @@ impl Machine {
             .and_then(|v| v.as_str().map(String::from))
             .unwrap_or_else(|| "unknown".into());
         let Some(gpu) = biggest else {
+            // No GPU listed: a CPU-only machine when a source answered, else unknown.
+            let answered = profile.gpu_source != crate::gpu::GpuSourceKind::None;
             return Self {
-                gpu_name: "none (CPU only)".into(),
-                arch: Arch::CpuOnly,
+                gpu_name: if answered {
+                    "none (CPU only)".into()
+                } else {
+                    "unknown (neither NVIDIA's driver nor ComfyUI answered)".into()
+                },
+                arch: if answered {
+                    Arch::CpuOnly
+                } else {
+                    Arch::Unknown
+                },
                 vram_gib: 0.0,
                 compute_capability: None,
                 gpu_count: 0,
@@ -198,7 +208,13 @@ impl Machine {
         }
     }
 
-    /// Memory a workflow may plan on: the card less what the driver and ComfyUI keep.
+    /// Whether anything is known about the GPU's memory.
+    pub fn known(&self) -> bool {
+        !(self.arch == Arch::Unknown && self.vram_gib <= 0.0)
+    }
+
+    /// Memory a workflow may plan on: the card less what the driver and ComfyUI keep;
+    /// 0 when unknown.
     pub fn usable_vram_gib(&self) -> f64 {
         if self.arch == Arch::CpuOnly || self.arch == Arch::Apple {
             // Unified or system memory: ComfyUI can use most of it.

@@ -75,8 +75,20 @@ pub fn catalogue(
 ) -> Vec<Optimization> {
     let mut list = Vec::new();
     let profile = profile(facts);
-    let tight = estimate.verdict != "fits";
+    let tight = matches!(estimate.verdict.as_str(), "tight" | "does_not_fit");
+    let memory_known = estimate.verdict != "unknown";
     let has_latent = !facts.latent_nodes.is_empty();
+    if !memory_known {
+        list.push(optimization(
+            "hardware_unknown",
+            "The GPU couldn't be read",
+            "memory",
+            "high",
+            "Neither NVIDIA's driver nor ComfyUI's /system_stats answered, so memory-based suggestions are left out. Start ComfyUI, or pass gpu_name and vram_gb to plan for a GPU.".into(),
+            "",
+            false,
+        ));
+    }
     if machine.arch == Arch::CpuOnly {
         list.push(optimization(
             "cpu_only",
@@ -134,7 +146,9 @@ pub fn catalogue(
         ));
     }
     if has_latent {
-        if estimate.max_batch == 0 || (facts.batch > estimate.max_batch) {
+        if !memory_known {
+            // A batch size can't be judged without the GPU's memory.
+        } else if estimate.max_batch == 0 || (facts.batch > estimate.max_batch) {
             list.push(optimization(
                 "batch_size",
                 "A batch that fits",
@@ -210,7 +224,9 @@ pub fn catalogue(
             true,
         ));
     }
-    if estimate.all_resident_gib > estimate.usable_gib && estimate.verdict != "does_not_fit" {
+    if estimate.all_resident_gib > estimate.usable_gib
+        && matches!(estimate.verdict.as_str(), "fits" | "tight")
+    {
         list.push(optimization(
             "model_offloading",
             "Let ComfyUI swap models",
@@ -339,6 +355,9 @@ pub fn patch_for(
                 .map(|b| b as u32);
             let batch = match wanted {
                 Some(batch) => batch,
+                None if estimate.verdict == "unknown" => {
+                    return Err("the GPU's memory is unknown; pass params.batch_size".to_string());
+                }
                 None if facts.batch > estimate.max_batch => estimate.max_batch.max(1),
                 None => 4.min(estimate.max_batch.max(1)),
             };

@@ -93,6 +93,12 @@ async fn workflow_value(cx: &ToolContext, input: WorkflowInput) -> Result<Value,
 }
 
 fn summary(machine: &Machine, estimate: &Estimate) -> String {
+    if estimate.verdict == "unknown" {
+        return format!(
+            "The GPU couldn't be read (is ComfyUI running?), so whether it fits is unknown: the run needs about {:.1} GiB at its peak. Pass gpu_name and vram_gb to plan for a GPU.",
+            estimate.peak_gib
+        );
+    }
     let what = match estimate.verdict.as_str() {
         "fits" => "fits",
         "tight" => "fits, but tightly,",

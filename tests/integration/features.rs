@@ -874,3 +874,55 @@ async fn the_rust_sdk_over_http_reads_subscribes_completes_and_answers_questions
     assert_eq!(written["6"]["inputs"]["steps"], 12);
     client.cancel().await.expect("close");
 }
+
+#[tokio::test]
+async fn with_comfyui_down_resources_say_so_and_completion_stays_quiet() {
+    let mut fake = FakeComfy::start().await;
+    let scratch = Scratch::new();
+    let mut agent = agent_for(&fake, &scratch, &[]).await;
+    fake.stop().await;
+    let node = read(&mut agent, 1, "comfyui://nodes/KSampler").await;
+    assert_eq!(node["error"]["code"], -32603, "{node}");
+    assert!(
+        node["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("isn't answering")),
+        "{node}"
+    );
+    let file = read(&mut agent, 2, "comfyui://output/output/ComfyUI_00001_.png").await;
+    assert!(
+        file["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("isn't answering")),
+        "{file}"
+    );
+    // Everything that doesn't need ComfyUI still answers.
+    let listed = request(&mut agent, 3, "resources/list", json!({})).await;
+    assert!(
+        listed["result"]["resources"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+    );
+    let classes = request(
+        &mut agent,
+        4,
+        "completion/complete",
+        json!({"ref": {"type": "ref/resource", "uri": "comfyui://nodes/{class}"},
+               "argument": {"name": "class", "value": "ksam"}}),
+    )
+    .await;
+    assert_eq!(
+        classes["result"]["completion"]["values"],
+        json!([]),
+        "{classes}"
+    );
+    let templates = request(
+        &mut agent,
+        5,
+        "completion/complete",
+        json!({"ref": {"type": "ref/resource", "uri": "comfyui://templates/{name}"},
+               "argument": {"name": "name", "value": "smoke"}}),
+    )
+    .await;
+    assert_eq!(templates["result"]["completion"]["values"][0], "smoke_test");
+}

@@ -432,3 +432,71 @@ async fn sub_tasks_run_in_the_background_within_their_profile_and_limits() {
     let again = agent.call_tool(500, "spawn_subtask", run(600)).await;
     ok(&again);
 }
+
+#[tokio::test]
+async fn with_comfyui_down_the_hardware_is_unknown_not_cpu_only() {
+    let mut fake = FakeComfy::start().await;
+    let scratch = Scratch::new();
+    let mut agent = agent_for(&fake, &scratch, &[]).await;
+    fake.stop().await;
+    let workflow = template("txt2img_sdxl.json");
+    let profiled = agent
+        .call_tool(1, "profile_workflow", json!({"workflow": workflow}))
+        .await;
+    let profiled = ok(&profiled);
+    assert_eq!(profiled["machine"]["arch"], "unknown", "{profiled}");
+    assert_eq!(profiled["estimate"]["verdict"], "unknown");
+    assert!(
+        profiled["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("ComfyUI") && m.contains("gpu_name")),
+        "{profiled}"
+    );
+    let suggested = agent
+        .call_tool(
+            2,
+            "suggest_optimizations",
+            json!({"workflow": stressed(&workflow)}),
+        )
+        .await;
+    let suggested = ok(&suggested);
+    let ids: Vec<&str> = suggested["optimizations"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|o| o["id"].as_str())
+        .collect();
+    assert_eq!(ids[0], "hardware_unknown", "{ids:?}");
+    assert!(
+        !ids.contains(&"batch_size") && !ids.contains(&"low_vram_mode"),
+        "{ids:?}"
+    );
+    assert!(
+        ids.contains(&"native_resolution"),
+        "quality advice still stands: {ids:?}"
+    );
+    // Planning for a named GPU works without ComfyUI.
+    let planned = agent
+        .call_tool(
+            3,
+            "suggest_optimizations",
+            json!({"workflow": workflow, "gpu_name": "RTX 4090", "vram_gb": 24}),
+        )
+        .await;
+    assert_eq!(ok(&planned)["estimate"]["verdict"], "fits");
+    ok(&agent
+        .call_tool(4, "load_workflow", json!({"workflow": stressed(&workflow)}))
+        .await);
+    let batch = agent
+        .call_tool(
+            5,
+            "apply_optimization",
+            json!({"optimization_id": "batch_size"}),
+        )
+        .await;
+    assert!(failed(&batch).contains("params.batch_size"), "{batch}");
+    let tensorrt = agent.call_tool(6, "check_tensorrt_status", json!({})).await;
+    let tensorrt = ok(&tensorrt);
+    assert_eq!(tensorrt["trt_supported"], false);
+    assert_eq!(tensorrt["loaded_nodes"], json!([]));
+}
