@@ -15,6 +15,7 @@ pub mod exec;
 pub mod fsutil;
 pub mod git;
 pub mod gpu;
+pub mod httpbody;
 pub mod images;
 pub mod install;
 pub mod mcp;

@@ -566,14 +566,8 @@ impl Client {
                 .get(reqwest::header::CONTENT_TYPE)
                 .and_then(|value| value.to_str().ok())
                 .map(String::from);
-            let mut body = Vec::new();
-            while let Some(chunk) = response.chunk().await? {
-                if body.len() + chunk.len() > op.max_bytes() {
-                    return Ok(Err(body.len() + chunk.len()));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok::<_, reqwest::Error>(Ok(Answer {
+            let body = crate::httpbody::read_capped(&mut response, op.max_bytes()).await?;
+            Ok::<_, reqwest::Error>(body.map(|body| Answer {
                 status,
                 body,
                 content_type,

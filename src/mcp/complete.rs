@@ -127,9 +127,9 @@ pub async fn candidates(viewer: &Viewer, source: Source) -> Vec<String> {
         Source::Sessions => {
             let mut names = viewer.app.named_sessions().names();
             if !viewer.stateless {
+                // Ranking removes the duplicate when it is also a named session.
                 names.insert(0, viewer.own.scope().as_str().to_string());
             }
-            names.dedup();
             names
         }
         Source::KnowledgeTopics => knowledge_topics().map(String::from).collect(),

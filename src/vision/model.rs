@@ -29,6 +29,9 @@ pub const MODEL_IMAGE_BUDGET: ImageBudget = ImageBudget {
     max_inline: 2,
 };
 
+/// The largest provider response read.
+const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
+
 /// How long a provider or the client's model gets to answer.
 const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(180);
 
@@ -284,12 +287,21 @@ async fn ask_provider(
         )
     })?;
     let status = response.status();
-    let body: Value = response
-        .bytes()
-        .await
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or(Value::Null);
+    let mut response = response;
+    // A model's answer is a few kilobytes; anything past the cap isn't one.
+    let body: Value = match crate::httpbody::read_capped(&mut response, MAX_ANSWER_BYTES).await {
+        Ok(Ok(bytes)) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        Ok(Err(_)) => {
+            return Err(ToolError::rejected(
+                format!(
+                    "The model provider {label} sent more than {} MB, which is not an answer.",
+                    MAX_ANSWER_BYTES / (1024 * 1024)
+                ),
+                "Check COMFYUI_AGENT_MODEL_URL: it should be the API's base address.",
+            ));
+        }
+        Err(_) => Value::Null,
+    };
     if !status.is_success() {
         let detail = body
             .pointer("/error/message")

@@ -329,9 +329,9 @@ impl Web {
         if !status.is_success() {
             return Err(status_error(source, status, response.headers(), state));
         }
-        let mut bytes = Vec::new();
-        loop {
-            let chunk = response.chunk().await.map_err(|e| {
+        let bytes = crate::httpbody::read_capped(&mut response, MAX_RESPONSE_BYTES)
+            .await
+            .map_err(|e| {
                 if e.is_timeout() {
                     WebError::Timeout {
                         site: source,
@@ -343,16 +343,11 @@ impl Web {
                         detail: describe(&e),
                     }
                 }
+            })?
+            .map_err(|_| WebError::TooLarge {
+                site: source,
+                limit: MAX_RESPONSE_BYTES,
             })?;
-            let Some(chunk) = chunk else { break };
-            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(WebError::TooLarge {
-                    site: source,
-                    limit: MAX_RESPONSE_BYTES,
-                });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
         tracing::debug!(status = status.as_u16(), bytes = bytes.len(), "web answer");
         let size = bytes.len();
         Ok((bytes, size))
