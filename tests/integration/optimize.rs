@@ -20,6 +20,16 @@ fn stats(device: &str, kind: &str, vram_gib: f64) -> Value {
     })
 }
 
+/// The ids of a suggest_optimizations answer, in its order.
+fn ids_of(suggested: &Value) -> Vec<&str> {
+    suggested["optimizations"]
+        .as_array()
+        .expect("a list of optimizations")
+        .iter()
+        .filter_map(|o| o["id"].as_str())
+        .collect()
+}
+
 fn template(name: &str) -> Value {
     let text =
         std::fs::read_to_string(fixture(&format!("seed-templates/{name}"))).expect("template");
@@ -190,12 +200,7 @@ async fn a_small_card_gets_memory_fixes_and_a_cpu_machine_is_told_plainly() {
         .call_tool(1, "suggest_optimizations", json!({"workflow": workflow}))
         .await;
     let suggested = ok(&suggested);
-    let ids: Vec<&str> = suggested["optimizations"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter_map(|o| o["id"].as_str())
-        .collect();
+    let ids = ids_of(suggested);
     for expected in ["vae_tiling", "batch_size", "native_resolution"] {
         assert!(ids.contains(&expected), "{expected} in {ids:?}");
     }
@@ -460,12 +465,7 @@ async fn with_comfyui_down_the_hardware_is_unknown_not_cpu_only() {
         )
         .await;
     let suggested = ok(&suggested);
-    let ids: Vec<&str> = suggested["optimizations"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter_map(|o| o["id"].as_str())
-        .collect();
+    let ids = ids_of(suggested);
     assert_eq!(ids[0], "hardware_unknown", "{ids:?}");
     assert!(
         !ids.contains(&"batch_size") && !ids.contains(&"low_vram_mode"),
